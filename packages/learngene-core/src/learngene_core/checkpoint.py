@@ -1,0 +1,181 @@
+"""Checkpoints: safetensors weights + JSON metadata (+ torch training state), written atomically.
+
+Every write goes to a temporary sibling and is renamed into place, so a failed or interrupted write leaves the
+previous checkpoint intact. Loading never unpickles arbitrary objects: weights are safetensors and the
+training state is read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import CheckpointError
+
+WEIGHTS_NAME = "model.safetensors"
+METADATA_NAME = "metadata.json"
+STATE_NAME = "training_state.pt"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` via a temporary file in the same directory and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_dir_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
+    """Create directory `target` by filling a temporary sibling with `fill(tmp)` and swapping it in.
+
+    If `fill` raises, `target` is left exactly as it was and the temporary directory is removed.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        fill(tmp)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A contiguous CPU copy of the model's state dict with tied (shared-storage) tensors deduplicated."""
+    out: dict[str, torch.Tensor] = {}
+    seen: dict[tuple[int, int, tuple], str] = {}
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen:  # tied weights (e.g. LM embeddings and head): safetensors refuses shared storage
+            continue
+        seen[key] = name
+        out[name] = tensor.detach().cpu().contiguous()
+    return out
+
+
+def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
+    """Save a model's (or a tensor dict's) weights as safetensors, atomically."""
+    path = Path(path)
+    tensors = model if isinstance(model, dict) else state_dict_for_saving(model)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a dict of CPU tensors, with a clear error when it is missing or broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"cannot read weights file {path}: {exc}") from None
+
+
+def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) -> None:
+    """Load a safetensors file (or a torch state dict, read with weights_only=True) into `model`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS_NAME
+    if path.suffix == ".safetensors":
+        state = load_weights(path)
+    else:
+        if not path.is_file():
+            raise CheckpointError(f"weights file not found: {path}")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            state = state["state_dict"]
+        elif isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+    result = model.load_state_dict(state, strict=False)
+    if strict:
+        tied = _tied_names(model)
+        missing = [k for k in result.missing_keys if k not in tied]
+        if missing or result.unexpected_keys:
+            raise CheckpointError(
+                f"{path} does not fit the model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
+            )
+
+
+def _tied_names(model: nn.Module) -> set[str]:
+    """Names in the state dict that share storage with an earlier name (dropped when saving)."""
+    names, seen = set(), set()
+    for name, tensor in model.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        if key in seen:
+            names.add(name)
+        seen.add(key)
+    return names
+
+
+def save_model_dir(model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write `directory/` with model.safetensors and metadata.json, replacing any previous one atomically."""
+
+    def fill(tmp: Path) -> None:
+        save_weights(model, tmp / WEIGHTS_NAME)
+        (tmp / METADATA_NAME).write_text(json.dumps(metadata or {}, indent=2, default=str))
+
+    return write_dir_atomically(Path(directory), fill)
+
+
+def save_training_checkpoint(
+    directory: str | Path,
+    model: nn.Module,
+    training_state: dict[str, Any],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write a resumable checkpoint: weights (safetensors), metadata (JSON) and optimizer/RNG state (torch)."""
+
+    def fill(tmp: Path) -> None:
+        save_weights(model, tmp / WEIGHTS_NAME)
+        (tmp / METADATA_NAME).write_text(json.dumps(metadata or {}, indent=2, default=str))
+        torch.save(training_state, tmp / STATE_NAME)
+
+    return write_dir_atomically(Path(directory), fill)
+
+
+def read_metadata(directory: str | Path) -> dict[str, Any]:
+    """Read `metadata.json` of a checkpoint directory."""
+    path = Path(directory) / METADATA_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no {METADATA_NAME} in {directory}: not a checkpoint directory")
+    return json.loads(path.read_text())
+
+
+def load_training_state(directory: str | Path) -> dict[str, Any]:
+    """Read the optimizer/scheduler/RNG state of a checkpoint without unpickling arbitrary objects."""
+    path = Path(directory) / STATE_NAME
+    if not path.is_file():
+        raise CheckpointError(f"no {STATE_NAME} in {directory}: not a resumable checkpoint")
+    return torch.load(path, map_location="cpu", weights_only=True)

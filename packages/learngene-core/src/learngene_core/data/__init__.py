@@ -1,0 +1,14 @@
+"""Datasets for learngene: a registry of builders, the generic DataConfig options, and plain DataLoaders.
+
+Every item is `(input, target)`: images give a normalised float (C, H, W) tensor and a long scalar label, text
+gives a LongTensor (seq_len,) of token ids twice. Register a new dataset with
+`@DATASETS.register("name")` on `fn(cfg: DataConfig, seed: int, *, option=default, ...) -> DatasetSplits`.
+"""
+
+from . import cifar, digits, image_folder, imagenet, jsonl_text, synthetic  # noqa: F401  (register built-ins)
+from .build import build_datasets
+from .catalog import DATASETS
+from .loaders import build_dataloaders
+from .splits import DatasetSplits
+
+__all__ = ["DATASETS", "DatasetSplits", "build_dataloaders", "build_datasets"]

@@ -1,0 +1,24 @@
+"""`build_dataloaders`: plain DataLoaders (shuffled, seeded train; ordered val/test) for accelerate to prepare."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import DataConfig
+from .splits import DatasetSplits
+
+
+def build_dataloaders(
+    splits: DatasetSplits, cfg: DataConfig, seed: int
+) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Train/val/test loaders; only train is shuffled, by a generator seeded with `seed`, so runs repeat."""
+    common = {"num_workers": cfg.num_workers, "pin_memory": False, "persistent_workers": cfg.num_workers > 0}
+    generator = torch.Generator().manual_seed(seed)
+    train = DataLoader(
+        splits.train, batch_size=cfg.batch_size, shuffle=True, drop_last=False, generator=generator, **common
+    )
+    eval_batch_size = cfg.eval_batch_size or cfg.batch_size
+    val = DataLoader(splits.val, batch_size=eval_batch_size, shuffle=False, drop_last=False, **common)
+    test = DataLoader(splits.test, batch_size=eval_batch_size, shuffle=False, drop_last=False, **common)
+    return train, val, test

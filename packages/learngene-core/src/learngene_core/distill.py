@@ -1,0 +1,133 @@
+"""Knowledge distillation from a frozen teacher: soft KL with temperature, hard CE mix, feature matching.
+
+`Distiller` is a `Trainer.loss_fn`:
+
+    distiller = Distiller(teacher, task, DistillConfig(alpha=1.0, temperature=1.0))
+    Trainer(student, cfg, task, ..., loss_fn=distiller, extra_modules=[distiller.projections])
+
+loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)
+       + feature_weight * mean_i MSE(proj_i(student feature_i), teacher feature_i)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .tasks import Task
+
+
+@dataclass
+class DistillConfig:
+    """Weights of the distillation terms."""
+
+    alpha: float = 1.0  # weight of the soft (KD) term; 1 - alpha weights the hard cross-entropy
+    temperature: float = 1.0
+    feature_weight: float = 0.0  # weight of the feature-matching term (0 disables it)
+    # student module name -> teacher module name, e.g. {"blocks.3": "blocks.11"}
+    feature_pairs: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.feature_weight < 0:
+            raise ValueError(f"feature_weight must be >= 0, got {self.feature_weight}")
+
+
+def soft_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2-scaled KL(teacher || student) on temperature-softened distributions, averaged over samples/tokens."""
+    s = student_logits.float().reshape(-1, student_logits.size(-1)) / temperature
+    t = teacher_logits.float().reshape(-1, teacher_logits.size(-1)) / temperature
+    kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
+    return kl * temperature**2
+
+
+class _FeatureTap:
+    """Keeps the latest output of the named submodules of a model (via forward hooks)."""
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        modules = dict(model.named_modules())
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise ValueError(f"no module named {missing[0]!r} for feature distillation")
+        self.outputs: dict[str, torch.Tensor] = {}
+        for name in names:
+            modules[name].register_forward_hook(self._hook(name))
+
+    def _hook(self, name: str):
+        def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+            self.outputs[name] = output[0] if isinstance(output, (tuple, list)) else output
+
+        return hook
+
+
+class Distiller:
+    """A `Trainer.loss_fn` distilling a frozen `teacher` into the trained model."""
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        task: Task,
+        cfg: DistillConfig,
+        student: nn.Module | None = None,
+        sample_inputs: Any = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.task = task
+        self.cfg = cfg
+        self.label_smoothing = label_smoothing
+        self.projections = nn.ModuleDict()
+        self._student_tap = self._teacher_tap = None
+        if cfg.feature_weight > 0 and cfg.feature_pairs:
+            if student is None or sample_inputs is None:
+                raise ValueError("feature distillation needs the student and sample inputs to size projections")
+            self._student_tap = _FeatureTap(student, list(cfg.feature_pairs))
+            self._teacher_tap = _FeatureTap(teacher, list(cfg.feature_pairs.values()))
+            self._build_projections(student, sample_inputs)
+
+    @torch.no_grad()
+    def _build_projections(self, student: nn.Module, sample_inputs: Any) -> None:
+        was_training = student.training
+        student.eval()
+        self.task.logits(student, sample_inputs)
+        self.task.logits(self.teacher, sample_inputs)
+        student.train(was_training)
+        for i, (s_name, t_name) in enumerate(self.cfg.feature_pairs.items()):
+            s_dim = self._student_tap.outputs[s_name].shape[-1]
+            t_dim = self._teacher_tap.outputs[t_name].shape[-1]
+            self.projections[str(i)] = nn.Linear(s_dim, t_dim) if s_dim != t_dim else nn.Identity()
+
+    def teacher_logits(self, inputs: Any, device: torch.device) -> torch.Tensor:
+        if next(self.teacher.parameters()).device != device:
+            self.teacher.to(device)
+        with torch.no_grad():
+            return self.task.logits(self.teacher, inputs)
+
+    def __call__(
+        self, model: nn.Module, inputs: Any, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        logits = self.task.logits(model, inputs)
+        teacher_logits = self.teacher_logits(inputs, logits.device)
+        parts: dict[str, torch.Tensor] = {}
+        loss = logits.new_zeros((), dtype=torch.float32)
+        if self.cfg.alpha > 0:
+            parts["kd_loss"] = soft_kd_loss(logits, teacher_logits, self.cfg.temperature)
+            loss = loss + self.cfg.alpha * parts["kd_loss"]
+        if self.cfg.alpha < 1:
+            parts["ce_loss"] = self.task.loss(logits, targets, self.label_smoothing)
+            loss = loss + (1 - self.cfg.alpha) * parts["ce_loss"]
+        if self._student_tap is not None:
+            terms = [
+                F.mse_loss(proj(self._student_tap.outputs[s]).float(), self._teacher_tap.outputs[t].float())
+                for proj, (s, t) in zip(self.projections.values(), self.cfg.feature_pairs.items())
+            ]
+            parts["feature_loss"] = torch.stack(terms).mean()
+            loss = loss + self.cfg.feature_weight * parts["feature_loss"]
+        return loss, logits, parts

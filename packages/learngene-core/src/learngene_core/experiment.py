@@ -1,0 +1,136 @@
+"""From a config to a trained model: data, model, Trainer and the files of a run directory.
+
+A run directory holds `config.yaml` (the resolved config), `metrics.jsonl`, `metrics.png`,
+`checkpoints/last/` (resumable), `best/` and `final/` (model.safetensors + metadata.json).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_model_weights
+from .config import ExperimentConfig, save_config, to_dict
+from .data import DatasetSplits, build_dataloaders, build_datasets
+from .errors import CheckpointError
+from .models import build_model, count_parameters
+from .tasks import Task, task_for
+from .trainer import Trainer
+
+CONFIG_NAME = "config.yaml"
+
+
+@dataclass
+class Run:
+    """Everything built from an ExperimentConfig before training starts."""
+
+    cfg: ExperimentConfig
+    splits: DatasetSplits
+    loaders: tuple[DataLoader, DataLoader, DataLoader]
+    task: Task
+
+    def build_model(self) -> nn.Module:
+        """A fresh model of the config, sized for this run's data."""
+        return build_model(
+            self.cfg.model,
+            num_classes=self.splits.num_classes,
+            input_shape=self.splits.input_shape,
+            vocab_size=self.splits.vocab_size,
+        )
+
+
+def prepare_run(cfg: ExperimentConfig) -> Run:
+    """Load the data of `cfg` and its loaders (seeded by `cfg.seed`)."""
+    splits = build_datasets(cfg.data, cfg.seed)
+    loaders = build_dataloaders(splits, cfg.data, cfg.seed)
+    return Run(cfg, splits, loaders, task_for(splits.task))
+
+
+def check_output_dir(output_dir: str | Path, cfg: Any, resume: bool) -> None:
+    """Refuse to reuse a run directory unless resuming it with the same config (nothing is written here)."""
+    output_dir = Path(output_dir)
+    saved = output_dir / CONFIG_NAME
+    if not resume:
+        if output_dir.is_dir() and any(output_dir.iterdir()):
+            raise CheckpointError(
+                f"output dir {output_dir} is not empty; pass --resume to continue its run or choose another"
+            )
+        return
+    if not saved.is_file():
+        raise CheckpointError(f"cannot resume: {saved} not found (was {output_dir} written by a training run?)")
+    before, now = yaml.safe_load(saved.read_text()), to_dict(cfg)
+    diff = _first_difference(before, now)
+    if diff:
+        raise CheckpointError(f"cannot resume {output_dir}: config differs at {diff}; resume with the same config")
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            found = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if found:
+                return found
+        return None
+    return None if a == b else f"'{prefix.rstrip('.')}' ({a!r} in the run, {b!r} now)"
+
+
+def train(
+    cfg: ExperimentConfig,
+    output_dir: str | Path,
+    *,
+    resume: bool = False,
+    model: nn.Module | None = None,
+    run: Run | None = None,
+    metadata: dict[str, Any] | None = None,
+    **hooks: Any,
+) -> dict[str, float]:
+    """Train `model` (default: a fresh one from `cfg.model`) and return its final test metrics.
+
+    `hooks` are passed to `Trainer` (loss_fn, loss_terms, param_groups, extra_modules, callbacks, eval_fn).
+    """
+    check_output_dir(output_dir, cfg, resume)
+    run = run or prepare_run(cfg)
+    model = model if model is not None else run.build_model()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        save_config(cfg, output_dir / CONFIG_NAME)
+    meta = {
+        "model": to_dict(cfg.model),
+        "data": run.splits.description,
+        "task": run.splits.task,
+        "num_classes": run.splits.num_classes,
+        "input_shape": list(run.splits.input_shape),
+        "parameters": count_parameters(model),
+        **(metadata or {}),
+    }
+    trainer = Trainer(
+        model,
+        cfg.train,
+        run.task,
+        *run.loaders,
+        output_dir=output_dir,
+        seed=cfg.seed,
+        metadata=meta,
+        **hooks,
+    )
+    trainer.accelerator.print(f"{run.splits.description}; model {cfg.model.name}: {meta['parameters']:,} parameters")
+    return trainer.fit(resume=resume)
+
+
+def evaluate(cfg: ExperimentConfig, weights: str | Path, split: str = "test") -> dict[str, float]:
+    """Evaluate the weights at `weights` (a checkpoint dir or file) on a split of the config's data."""
+    if split not in ("train", "val", "test"):
+        raise CheckpointError(f"unknown split '{split}'; use train, val or test")
+    run = prepare_run(cfg)
+    model = run.build_model()
+    load_model_weights(model, weights)
+    loader = run.loaders[("train", "val", "test").index(split)]
+    cfg.train.progress = False
+    trainer = Trainer(model, cfg.train, run.task, loader, output_dir=Path(weights).parent, seed=cfg.seed)
+    return trainer.evaluate(trainer.train_loader, split)

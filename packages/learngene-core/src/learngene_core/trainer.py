@@ -1,0 +1,374 @@
+"""The one training loop, on accelerate: read it top to bottom in `Trainer.fit`.
+
+Methods extend it through a handful of named hooks instead of copying it:
+- `loss_fn(model, inputs, targets) -> (loss, logits, parts)` replaces the task loss (e.g. distillation);
+- `loss_terms`: callables `(model, inputs, targets, logits) -> {name: tensor}` added to the loss;
+- `param_groups(model) -> list[dict]` chooses what is optimised and how;
+- `extra_modules`: modules whose parameters are trained alongside the model (e.g. projections);
+- `callbacks`: objects with any of `on_step_end(trainer)`, `on_evaluate(trainer, split, metrics)`,
+  `on_train_end(trainer)`;
+- `eval_fn(trainer, dataloader, split) -> metrics` replaces the default evaluation.
+
+The same code runs on CPU, one GPU or many GPUs (`accelerate launch`), with mixed precision from the config.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .checkpoint import load_training_state, read_metadata, save_model_dir, save_training_checkpoint
+from .config import TrainConfig
+from .errors import CheckpointError, TrainingError
+from .metrics import METRICS_NAME, PLOT_NAME, MetricsLog, plot_metrics
+from .tasks import Task
+
+LossFn = Callable[[nn.Module, Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
+LossTerm = Callable[[nn.Module, Any, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
+
+LAST_DIR = "checkpoints/last"
+BEST_DIR = "best"
+FINAL_DIR = "final"
+
+
+@dataclass
+class TrainState:
+    """Where training is; saved in every checkpoint so a resumed run continues exactly."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs completed is `epoch` when batch_in_epoch == 0
+    batch_in_epoch: int = 0  # batches of the current epoch already consumed
+    best: float | None = None  # best validation value of `best_metric`
+
+
+def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only: biases, norms, embeddings' 1-D params and tokens are not decayed."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim <= 1 or name.endswith(("cls_token", "pos_embed", "reg_token")) else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(cfg: TrainConfig, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int):
+    """Linear warmup, then cosine (to lr * min_lr_ratio), linear decay or constant."""
+    warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = min((step - warmup) / max(total_steps - warmup, 1), 1.0)
+        if cfg.scheduler == "cosine":
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if cfg.scheduler == "linear":
+            return 1.0 - (1.0 - cfg.min_lr_ratio) * progress
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    version, *rest = state["python"]
+    random.setstate((version, tuple(rest[0]), rest[1]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    """Trains `model` on `train_loader` with the settings of a `TrainConfig`, writing to `output_dir`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: TrainConfig,
+        task: Task,
+        train_loader: DataLoader,
+        val_loader: DataLoader | None = None,
+        test_loader: DataLoader | None = None,
+        *,
+        output_dir: str | Path,
+        seed: int = 0,
+        loss_fn: LossFn | None = None,
+        loss_terms: Sequence[LossTerm] = (),
+        param_groups: Callable[[nn.Module], list[dict[str, Any]]] | None = None,
+        extra_modules: Iterable[nn.Module] = (),
+        callbacks: Sequence[Any] = (),
+        eval_fn: Callable[[Trainer, DataLoader, str], dict[str, float]] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.task = task
+        self.output_dir = Path(output_dir)
+        self.seed = seed
+        self.loss_fn = loss_fn
+        self.loss_terms = list(loss_terms)
+        self.callbacks = list(callbacks)
+        self.eval_fn = eval_fn
+        self.metadata = dict(metadata or {})
+        self.state = TrainState()
+
+        set_seed(seed)
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.grad_accum_steps,
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed),
+        )
+        extra = nn.ModuleList(extra_modules)
+        groups = param_groups(model) if param_groups else default_param_groups(model, cfg.weight_decay)
+        groups += default_param_groups(extra, cfg.weight_decay)
+        optimizer = build_optimizer(cfg, groups)
+        loaders = (train_loader, val_loader, test_loader)
+        modules = [model, extra] if any(True for _ in extra.parameters()) else [model]
+        prepared = self.accelerator.prepare(*modules, optimizer, *[dl for dl in loaders if dl is not None])
+        self.model = prepared[0]
+        self.extra_modules = prepared[1] if len(modules) > 1 else extra
+        self.optimizer = prepared[len(modules)]
+        prepared_loaders = prepared[len(modules) + 1 :]
+        it = iter(prepared_loaders)
+        self.train_loader, self.val_loader, self.test_loader = (next(it) if dl is not None else None for dl in loaders)
+
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.grad_accum_steps)
+        self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
+        self.num_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps)
+        self.metrics = MetricsLog(self.output_dir / METRICS_NAME, enabled=self.accelerator.is_main_process)
+
+    # ------------------------------------------------------------------------------------------ the loop
+
+    def fit(self, resume: bool = False) -> dict[str, float]:
+        """Train to `total_steps`, evaluating and checkpointing on schedule; returns the final test metrics."""
+        cfg, acc = self.cfg, self.accelerator
+        if resume:
+            self._resume()
+        else:
+            self._check_fresh_output_dir()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state.step,
+            desc="train",
+            disable=not (cfg.progress and acc.is_local_main_process),
+            mininterval=0.1 if sys.stderr.isatty() else 30.0,  # keep CI logs short
+            dynamic_ncols=True,
+        )
+        running, running_count = 0.0, 0
+        while self.state.step < self.total_steps:
+            self.train_loader.set_epoch(self.state.epoch)
+            batches = self.train_loader
+            if self.state.batch_in_epoch:
+                batches = acc.skip_first_batches(self.train_loader, self.state.batch_in_epoch)
+            self.model.train()
+            for inputs, targets in batches:
+                with acc.accumulate(self.model, self.extra_modules):
+                    loss, parts = self._training_loss(inputs, targets)
+                    acc.backward(loss)
+                    if acc.sync_gradients and cfg.max_grad_norm:
+                        acc.clip_grad_norm_(self._trained_parameters(), cfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                self.state.batch_in_epoch += 1
+                running += loss.detach().float().item()
+                running_count += 1
+                if not acc.sync_gradients:
+                    continue
+                self.scheduler.step()
+                self.state.step += 1
+                bar.update(1)
+                for cb in self.callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        cb.on_step_end(self)
+                step = self.state.step
+                if step % cfg.log_every == 0 or step == self.total_steps:
+                    self._log_train(running / running_count, parts, bar)
+                    running, running_count = 0.0, 0
+                end_of_epoch = self.state.batch_in_epoch == len(self.train_loader)
+                if end_of_epoch:
+                    self.state.epoch += 1
+                    self.state.batch_in_epoch = 0
+                done = step >= self.total_steps
+                if (cfg.eval_every and step % cfg.eval_every == 0) or (
+                    (end_of_epoch or done) and not cfg.eval_every
+                ):
+                    self._validate()
+                due = step % cfg.checkpoint_every == 0 if cfg.checkpoint_every else end_of_epoch
+                if due or done:
+                    self._save_last()
+                if done or end_of_epoch:
+                    break
+        bar.close()
+        return self._finish()
+
+    def _training_loss(self, inputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if self.loss_fn is not None:
+            loss, logits, parts = self.loss_fn(self.model, inputs, targets)
+        else:
+            logits = self.task.logits(self.model, inputs)
+            loss = self.task.loss(logits, targets, self.cfg.label_smoothing)
+            parts = {}
+        for term in self.loss_terms:
+            extra = term(self.model, inputs, targets, logits)
+            parts = {**parts, **extra}
+            loss = loss + sum(extra.values())
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss became {loss.item()} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); "
+                "try a lower train.lr or set train.max_grad_norm"
+            )
+        return loss, parts
+
+    def _trained_parameters(self) -> list[nn.Parameter]:
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def _log_train(self, loss: float, parts: dict[str, torch.Tensor], bar: tqdm) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        extra = {k: v.detach().float().item() for k, v in parts.items()}
+        self.metrics.log(self.state.step, "train", epoch=self._epoch_float(), loss=loss, lr=lr, **extra)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+
+    def _epoch_float(self) -> float:
+        return round(self.state.step / self.steps_per_epoch, 4)
+
+    # ------------------------------------------------------------------------------------------ evaluation
+
+    @torch.no_grad()
+    def evaluate(self, loader: DataLoader | None = None, split: str = "val") -> dict[str, float]:
+        """Mean loss and accuracy over `loader` (default: the validation loader), exact across processes."""
+        loader = loader if loader is not None else self.val_loader
+        if loader is None:
+            return {}
+        if self.eval_fn is not None:
+            return self.eval_fn(self, loader, split)
+        was_training = self.model.training
+        self.model.eval()
+        losses, accs = [], []
+        for inputs, targets in loader:
+            logits = self.task.logits(self.model, inputs)
+            loss, acc = self.task.per_sample(logits, targets)
+            loss, acc = self.accelerator.gather_for_metrics((loss, acc))
+            losses.append(loss.float().cpu())
+            accs.append(acc.float().cpu())
+        self.model.train(was_training)
+        loss, acc = torch.cat(losses).mean().item(), torch.cat(accs).mean().item()
+        metrics = {"loss": loss, "accuracy": acc}
+        if self.task.name == "causal-lm":
+            metrics["perplexity"] = math.exp(min(loss, 50.0))
+        return metrics
+
+    def _validate(self) -> None:
+        if self.val_loader is None:
+            return
+        metrics = self.evaluate(self.val_loader, "val")
+        self.metrics.log(self.state.step, "val", epoch=self._epoch_float(), **metrics)
+        for cb in self.callbacks:
+            if hasattr(cb, "on_evaluate"):
+                cb.on_evaluate(self, "val", metrics)
+        value = metrics.get(self.cfg.best_metric)
+        if value is None:
+            return
+        better = self.state.best is None or (
+            value > self.state.best if self.cfg.best_mode == "max" else value < self.state.best
+        )
+        if better:
+            self.state.best = value
+            self._save_model(BEST_DIR, {"split": "val", **metrics})
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def _save_model(self, name: str, metrics: dict[str, Any]) -> None:
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            meta = {**self.metadata, "step": self.state.step, "epoch": self._epoch_float(), "metrics": metrics}
+            save_model_dir(self.accelerator.unwrap_model(self.model), self.output_dir / name, meta)
+
+    def _save_last(self) -> None:
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return
+        training_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "extra_modules": self.accelerator.unwrap_model(self.extra_modules).state_dict(),
+            "rng": _rng_state(),
+            "train_state": asdict(self.state),
+        }
+        meta = {**self.metadata, "train_state": asdict(self.state), "total_steps": self.total_steps}
+        save_training_checkpoint(
+            self.output_dir / LAST_DIR, self.accelerator.unwrap_model(self.model), training_state, meta
+        )
+
+    def _check_fresh_output_dir(self) -> None:
+        taken = [p for p in (METRICS_NAME, LAST_DIR, FINAL_DIR) if (self.output_dir / p).exists()]
+        if taken:
+            raise CheckpointError(
+                f"output dir {self.output_dir} already holds a run ({taken[0]}); "
+                "pass --resume to continue it or choose another --output-dir"
+            )
+
+    def _resume(self) -> None:
+        from .checkpoint import load_model_weights
+
+        last = self.output_dir / LAST_DIR
+        if not (last / "training_state.pt").is_file():
+            raise CheckpointError(f"cannot resume: no checkpoint in {last}")
+        meta = read_metadata(last)
+        if meta.get("total_steps") not in (None, self.total_steps):
+            raise CheckpointError(
+                f"cannot resume {self.output_dir}: it was planned for {meta['total_steps']} steps, "
+                f"this config gives {self.total_steps}; use the same config"
+            )
+        load_model_weights(self.accelerator.unwrap_model(self.model), last)
+        state = load_training_state(last)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.accelerator.unwrap_model(self.extra_modules).load_state_dict(state["extra_modules"])
+        _set_rng_state(state["rng"])
+        self.state = TrainState(**state["train_state"])
+        self.metrics.truncate_after(self.state.step)
+        self.accelerator.print(f"resumed from {last} at step {self.state.step}/{self.total_steps}")
+
+    def _finish(self) -> dict[str, float]:
+        test = self.evaluate(self.test_loader, "test") if self.test_loader is not None else {}
+        if test:
+            self.metrics.log(self.state.step, "test", epoch=self._epoch_float(), **test)
+        self._save_model(FINAL_DIR, {"split": "test", **test})
+        if self.accelerator.is_main_process:
+            plot_metrics(self.metrics.records, self.output_dir / PLOT_NAME, title=self.metadata.get("name", ""))
+        for cb in self.callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end(self)
+        return test

@@ -1,0 +1,380 @@
+"""The core Trainer: learning, exact resume, output-dir safety, NaN handling, logging, schedule and hooks."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learngene_core.checkpoint import load_weights, read_metadata
+from learngene_core.config import TrainConfig
+from learngene_core.errors import CheckpointError, TrainingError
+from learngene_core.metrics import read_metrics
+from learngene_core.tasks import CausalLMTask, ClassificationTask
+from learngene_core.trainer import LAST_DIR, Trainer, build_scheduler, default_param_groups
+
+
+def config(**overrides) -> TrainConfig:
+    base = dict(epochs=2, lr=0.05, warmup_steps=0, log_every=1, progress=False)
+    return TrainConfig(**{**base, **overrides})
+
+
+def make_trainer(out, loaders, model, cfg, **kwargs) -> Trainer:
+    train, val, test = loaders
+    return Trainer(model, cfg, ClassificationTask(), train, val, test, output_dir=out, seed=0, **kwargs)
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+class Recorder:
+    """Counts callback invocations and optionally interrupts training after a given step."""
+
+    def __init__(self, interrupt_at: int | None = None):
+        self.interrupt_at = interrupt_at
+        self.steps: list[int] = []
+        self.evaluations: list[tuple[str, int, dict]] = []
+        self.ended = 0
+
+    def on_step_end(self, trainer):
+        self.steps.append(trainer.state.step)
+        if trainer.state.step == self.interrupt_at:
+            raise KeyboardInterrupt
+
+    def on_evaluate(self, trainer, split, metrics):
+        self.evaluations.append((split, trainer.state.step, dict(metrics)))
+
+    def on_train_end(self, trainer):
+        self.ended += 1
+
+
+# ------------------------------------------------------------------------------------------ learning
+
+
+def test_loss_falls_on_a_learnable_problem(tmp_path, tiny_loaders, tiny_mlp):
+    trainer = make_trainer(tmp_path, tiny_loaders(n_train=64), tiny_mlp(), config(epochs=6, lr=0.02))
+    before = trainer.evaluate()
+    test = trainer.fit()
+    after = trainer.evaluate()
+    assert after["loss"] < 0.6 * before["loss"]
+    train = [r["loss"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert sum(train[-4:]) / 4 < 0.6 * sum(train[:4]) / 4
+    assert test["accuracy"] >= 0.75
+
+
+def test_outputs_and_metric_records_after_fit(tmp_path, tiny_loaders, tiny_mlp):
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=2, log_every=3)).fit()
+    assert (tmp_path / "final" / "model.safetensors").is_file()
+    assert (tmp_path / "best" / "model.safetensors").is_file()
+    assert (tmp_path / LAST_DIR / "training_state.pt").is_file()
+    assert (tmp_path / "metrics.png").stat().st_size > 0
+
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    for r in records:
+        assert {"step", "split", "loss"} <= r.keys()
+        assert isinstance(r["loss"], float) and math.isfinite(r["loss"])
+    by_split = {s: [r for r in records if r["split"] == s] for s in ("train", "val", "test")}
+    assert [r["step"] for r in by_split["train"]] == [3, 6, 9, 12, 15, 16]  # log_every=3, plus the last step
+    assert [r["step"] for r in by_split["val"]] == [8, 16]  # once per epoch
+    assert [r["step"] for r in by_split["test"]] == [16]
+    for r in by_split["val"] + by_split["test"]:
+        assert 0.0 <= r["accuracy"] <= 1.0
+    assert all("lr" in r for r in by_split["train"])
+    assert read_metadata(tmp_path / "final")["step"] == 16
+
+
+def test_best_checkpoint_holds_the_best_validation_model(tmp_path, tiny_loaders, tiny_mlp):
+    recorder = Recorder()
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=3), callbacks=[recorder]).fit()
+    accs = [m["accuracy"] for split, _, m in recorder.evaluations if split == "val"]
+    meta = read_metadata(tmp_path / "best")
+    assert meta["metrics"]["accuracy"] == max(accs)
+    assert meta["step"] == [s for _, s, m in recorder.evaluations if m["accuracy"] == max(accs)][0]
+
+
+def test_max_steps_stops_exactly_there(tmp_path, tiny_loaders, tiny_mlp):
+    recorder = Recorder()
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=50, max_steps=11), callbacks=[recorder])
+    trainer.fit()
+    assert recorder.steps == list(range(1, 12))
+    assert trainer.state.step == 11
+    assert read_metadata(tmp_path / "final")["step"] == 11
+    assert read_metadata(tmp_path / LAST_DIR)["train_state"]["step"] == 11
+    assert max(r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")) == 11
+
+
+# ------------------------------------------------------------------------------------------ resume
+
+
+@pytest.mark.parametrize(
+    ("dropout", "accum", "epochs", "every", "interrupt_at"),
+    [
+        (0.0, 1, 2, 3, 11),  # 8 steps/epoch: checkpoints at 3, 6, 8, 9 -> resumes mid-epoch from step 9
+        (0.3, 2, 3, 3, 7),  # 4 steps/epoch: checkpoints at 3, 4, 6 -> resumes mid-epoch from step 6
+        (0.3, 2, 3, 4, 5),  # 4 steps/epoch: checkpoint at 4 -> resumes at an epoch boundary
+    ],
+    ids=["plain", "dropout-accum2", "dropout-accum2-epoch-boundary"],
+)
+def test_resume_matches_uninterrupted_run(
+    tmp_path, tiny_loaders, tiny_mlp, dropout, accum, epochs, every, interrupt_at
+):
+    cfg = config(epochs=epochs, grad_accum_steps=accum, checkpoint_every=every, eval_every=2)
+    assert interrupt_at % every != 0
+
+    full = make_trainer(tmp_path / "full", tiny_loaders(), tiny_mlp(dropout=dropout), cfg)
+    full.fit()
+
+    recorder = Recorder(interrupt_at=interrupt_at)
+    first = make_trainer(tmp_path / "run", tiny_loaders(), tiny_mlp(dropout=dropout), cfg, callbacks=[recorder])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    assert recorder.steps[-1] == interrupt_at
+    resumed_from = read_metadata(tmp_path / "run" / LAST_DIR)["train_state"]["step"]
+    assert resumed_from < interrupt_at
+
+    # a fresh process would build everything again, with a differently initialised model
+    second = make_trainer(tmp_path / "run", tiny_loaders(), tiny_mlp(seed=7, dropout=dropout), cfg)
+    second.fit(resume=True)
+
+    expected, got = weights(full.model), weights(second.model)
+    for k in expected:
+        assert torch.equal(expected[k], got[k]), k
+    assert load_weights(tmp_path / "run" / "final" / "model.safetensors").keys() == expected.keys()
+    for k, v in load_weights(tmp_path / "run" / "final" / "model.safetensors").items():
+        assert torch.equal(v, expected[k]), k
+
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    keys = [(r["step"], r["split"]) for r in records]
+    assert len(keys) == len(set(keys))
+    assert records == read_metrics(tmp_path / "full" / "metrics.jsonl")
+
+
+def test_resume_without_checkpoint_is_a_checkpoint_error(tmp_path, tiny_loaders, tiny_mlp):
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config())
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        trainer.fit(resume=True)
+
+
+def test_resume_with_a_different_schedule_is_refused(tmp_path, tiny_loaders, tiny_mlp):
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=4)).fit()
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=6))
+    with pytest.raises(CheckpointError, match="4 steps"):
+        trainer.fit(resume=True)
+
+
+def test_fit_refuses_an_output_dir_that_holds_a_run(tmp_path, tiny_loaders, tiny_mlp):
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=3)).fit()
+    before = snapshot(tmp_path)
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=3))
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        trainer.fit()
+    assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------------------------------ NaN
+
+
+def test_nan_loss_raises_naming_the_step_and_keeps_last_checkpoint(tmp_path, tiny_loaders, tiny_mlp):
+    calls = []
+
+    def nan_at_third_step(model, inputs, targets, logits):
+        calls.append(1)
+        return {"bad": torch.tensor(float("nan") if len(calls) == 3 else 0.0)}
+
+    trainer = make_trainer(
+        tmp_path, tiny_loaders(), tiny_mlp(), config(checkpoint_every=2), loss_terms=[nan_at_third_step]
+    )
+    with pytest.raises(TrainingError, match="at step 3"):
+        trainer.fit()
+    last = tmp_path / LAST_DIR
+    assert read_metadata(last)["train_state"]["step"] == 2
+    current = weights(trainer.model)  # the NaN step never reached the optimizer
+    saved = load_weights(last / "model.safetensors")
+    assert saved.keys() == current.keys()
+    for k in saved:
+        assert torch.equal(saved[k], current[k]), k
+    assert all(torch.isfinite(v).all() for v in saved.values())
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last"]
+    assert not (tmp_path / "final").exists()
+
+
+# ------------------------------------------------------------------------------------------ schedule
+
+
+def _lrs(cfg: TrainConfig, total: int) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=cfg.lr)
+    sched = build_scheduler(cfg, opt, total)
+    out = []
+    for _ in range(total + 1):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_warmup_then_cosine_schedule_values():
+    lrs = _lrs(TrainConfig(lr=1.0, warmup_steps=3, scheduler="cosine", min_lr_ratio=0.1), total=11)
+    assert lrs[0] == pytest.approx(1 / 4)  # lr * (step + 1) / (warmup + 1)
+    assert lrs[1] == pytest.approx(2 / 4)
+    assert lrs[2] == pytest.approx(3 / 4)
+    assert lrs[3] == pytest.approx(1.0)  # warmup done: cosine starts at the peak
+    assert lrs[7] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the 8 cosine steps
+    assert lrs[5] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 2 / 8)))
+    assert lrs[11] == pytest.approx(0.1)  # the floor is lr * min_lr_ratio
+
+
+def test_linear_and_constant_schedules():
+    lin = _lrs(TrainConfig(lr=2.0, warmup_steps=0, scheduler="linear"), total=4)
+    assert lin == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0])
+    const = _lrs(TrainConfig(lr=2.0, warmup_steps=1, scheduler="constant"), total=4)
+    assert const == pytest.approx([1.0, 2.0, 2.0, 2.0, 2.0])
+
+
+def test_trainer_uses_the_scheduled_lr(tmp_path, tiny_loaders, tiny_mlp):
+    cfg = config(max_steps=6, lr=0.5, warmup_steps=2, scheduler="linear", optimizer="sgd")
+    seen = []
+
+    class LrProbe:
+        def on_step_end(self, trainer):
+            seen.append(trainer.optimizer.param_groups[0]["lr"])
+
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), cfg, callbacks=[LrProbe()]).fit()
+    # after optimizer step s the scheduler has advanced to factor(s): warmup 1/3, 2/3, then linear to 0 at 6
+    assert seen == pytest.approx([0.5 * 2 / 3, 0.5 * 1.0, 0.5 * 0.75, 0.5 * 0.5, 0.5 * 0.25, 0.0])
+
+
+# ------------------------------------------------------------------------------------------ hooks
+
+
+def test_loss_terms_are_added_to_the_loss_and_logged(tmp_path, tiny_loaders, tiny_mlp):
+    def constant(model, inputs, targets, logits):
+        return {"const_term": torch.tensor(5.0)}  # zero gradient: the trajectory is unchanged
+
+    cfg = config(max_steps=5)
+    make_trainer(tmp_path / "plain", tiny_loaders(), tiny_mlp(), cfg).fit()
+    make_trainer(tmp_path / "term", tiny_loaders(), tiny_mlp(), cfg, loss_terms=[constant]).fit()
+    plain = [r for r in read_metrics(tmp_path / "plain" / "metrics.jsonl") if r["split"] == "train"]
+    term = [r for r in read_metrics(tmp_path / "term" / "metrics.jsonl") if r["split"] == "train"]
+    assert len(term) == len(plain) == 5
+    for p, t in zip(plain, term):
+        assert t["const_term"] == 5.0
+        assert t["loss"] == pytest.approx(p["loss"] + 5.0, abs=1e-5)
+
+
+def test_loss_term_gradients_reach_the_model(tmp_path, tiny_loaders, tiny_mlp):
+    def shrink(model, inputs, targets, logits):
+        return {"l2": 10.0 * sum((p**2).sum() for p in model.parameters())}
+
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=16), loss_terms=[shrink])
+    norm_before = sum((p**2).sum() for p in trainer.model.parameters()).item()
+    trainer.fit()
+    assert sum((p**2).sum() for p in trainer.model.parameters()).item() < 0.2 * norm_before
+
+
+def test_param_groups_hook_controls_what_is_trained(tmp_path, tiny_loaders, tiny_mlp):
+    model = tiny_mlp()
+    body_before, head_before = weights(model.body), weights(model.head)
+    trainer = make_trainer(
+        tmp_path,
+        tiny_loaders(),
+        model,
+        config(max_steps=5, weight_decay=0.5),
+        param_groups=lambda m: [{"params": list(m.head.parameters())}],
+    )
+    trainer.fit()
+    for k, v in weights(model.body).items():
+        assert torch.equal(v, body_before[k]), k
+    assert all(not torch.equal(v, head_before[k]) for k, v in weights(model.head).items())
+
+
+def test_extra_modules_are_trained_and_checkpointed(tmp_path, tiny_loaders, tiny_mlp):
+    scale = nn.Linear(3, 3)
+    before = weights(scale)
+
+    def loss_fn(model, inputs, targets):
+        logits = scale(model(inputs))
+        return F.cross_entropy(logits, targets), logits, {}
+
+    trainer = make_trainer(
+        tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=4), loss_fn=loss_fn, extra_modules=[scale]
+    )
+    trainer.fit()
+    assert not torch.equal(scale.weight, before["weight"])
+
+
+def test_callbacks_are_called_the_right_number_of_times(tmp_path, tiny_loaders, tiny_mlp):
+    recorder = Recorder()
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=3), callbacks=[recorder, object()]).fit()
+    assert recorder.steps == list(range(1, 25))  # 8 steps per epoch
+    assert [(split, step) for split, step, _ in recorder.evaluations] == [("val", 8), ("val", 16), ("val", 24)]
+    assert all({"loss", "accuracy"} <= m.keys() for _, _, m in recorder.evaluations)
+    assert recorder.ended == 1
+
+
+def test_eval_every_controls_validation_steps(tmp_path, tiny_loaders, tiny_mlp):
+    recorder = Recorder()
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=10, eval_every=4), callbacks=[recorder]).fit()
+    assert [step for _, step, _ in recorder.evaluations] == [4, 8]
+
+
+def test_default_param_groups_exempt_1d_params_and_tokens_from_decay():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pos_embed = nn.Parameter(torch.zeros(1, 4, 8))
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, 8))
+            self.proj = nn.Linear(8, 8)
+            self.norm = nn.LayerNorm(8)
+            self.frozen = nn.Linear(8, 8)
+            self.frozen.requires_grad_(False)
+
+    net = Net()
+    decay, no_decay = default_param_groups(net, 0.05)
+    assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    ids = lambda ps: {id(p) for p in ps}
+    assert ids(decay["params"]) == ids([net.proj.weight])
+    assert ids(no_decay["params"]) == ids([net.pos_embed, net.cls_token, net.proj.bias, net.norm.weight, net.norm.bias])
+
+
+def test_default_param_groups_drop_empty_groups():
+    groups = default_param_groups(nn.LayerNorm(4), 0.1)
+    assert len(groups) == 1 and groups[0]["weight_decay"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------ tasks
+
+
+def test_causal_lm_per_sample_matches_hand_computation():
+    logits = torch.tensor(
+        [
+            [[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [5.0, 5.0, 5.0]],
+            [[0.0, 0.0, 3.0], [1.0, 2.0, 3.0], [0.0, 0.0, 0.0]],
+        ]
+    )
+    targets = torch.tensor([[0, 1, 2], [2, 2, 0]])
+    loss, acc = CausalLMTask().per_sample(logits, targets)
+    # sample 0: position 0 predicts token 1, position 1 predicts token 2 (the last position predicts nothing)
+    l00 = -math.log(1 / (math.e**2 + 2))
+    l01 = -math.log(1 / (math.e + 2))
+    # sample 1: position 0 predicts token 2, position 1 predicts token 0
+    l10 = -math.log(math.e**3 / (math.e**3 + 2))
+    l11 = -math.log(math.e / (math.e + math.e**2 + math.e**3))
+    assert loss.tolist() == pytest.approx([(l00 + l01) / 2, (l10 + l11) / 2], abs=1e-6)
+    assert acc.tolist() == [0.0, 0.5]
+    mean = CausalLMTask().loss(logits, targets)
+    assert mean.item() == pytest.approx((l00 + l01 + l10 + l11) / 4, abs=1e-6)
+
+
+def test_classification_per_sample_matches_cross_entropy():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]])
+    targets = torch.tensor([0, 0, 1])
+    loss, acc = ClassificationTask().per_sample(logits, targets)
+    assert loss.tolist() == pytest.approx(F.cross_entropy(logits, targets, reduction="none").tolist())
+    assert acc.tolist() == [1.0, 0.0, 0.0]
