@@ -12,9 +12,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 IN_DIM, NUM_CLASSES = 8, 3
 
-# Tiny models: thread start-up and contention cost far more than they save (and 2 cores are shared).
-torch.set_num_threads(1)
-
 
 def make_dataset(n: int = 32, seed: int = 0, dim: int = IN_DIM, classes: int = NUM_CLASSES) -> TensorDataset:
     """Gaussian inputs labelled by a fixed random linear map (the map depends only on dim/classes)."""
@@ -51,8 +48,23 @@ def make_vit(seed: int = 0, num_classes: int = 3) -> nn.Module:
 
     torch.manual_seed(seed)
     return timm.create_model(
-        "vit_tiny_patch16_224", img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=num_classes
+        "vit_tiny_patch16_224",
+        img_size=16,
+        patch_size=4,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        num_classes=num_classes,
     )
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test on one torch thread (tiny models: threads cost more than they save), then restore."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -186,7 +186,8 @@ def test_section_given_a_scalar_is_a_config_error():
 
 def test_save_config_then_load_config_round_trips(tmp_path):
     cfg = load_config(
-        "digits-vit", ["train.lr=1e-5", "data.classes=[1, 0]", "train.max_steps=7", "model.checkpoint=w.safetensors"]
+        "digits-vit",
+        ["train.lr=1e-5", "data.classes=[1, 0]", "train.max_steps=7", "model.checkpoint=w.safetensors"],
     )
     path = tmp_path / "run" / "config.yaml"
     save_config(cfg, path)

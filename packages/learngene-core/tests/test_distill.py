@@ -11,6 +11,8 @@ from learngene_core.metrics import read_metrics
 from learngene_core.tasks import ClassificationTask
 from learngene_core.trainer import Trainer
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 
 def kd_config(**overrides) -> TrainConfig:
     base = dict(epochs=4, lr=0.02, warmup_steps=0, log_every=1, progress=False, weight_decay=0.0)
@@ -127,7 +129,7 @@ def test_feature_matching_projects_different_widths_and_its_loss_falls(tmp_path,
     train, val, _ = tiny_loaders(n_train=64, batch_size=8)
     Trainer(
         student,
-        kd_config(epochs=3),
+        kd_config(epochs=6, lr=0.03),
         ClassificationTask(),
         train,
         val,
@@ -144,7 +146,9 @@ def test_feature_matching_projects_different_widths_and_its_loss_falls(tmp_path,
 def test_feature_matching_with_equal_widths_uses_identity(tiny_mlp):
     teacher, student = tiny_mlp(seed=1), tiny_mlp(seed=2)
     cfg = DistillConfig(feature_weight=1.0, feature_pairs={"body.0": "body.0"})
-    distiller = Distiller(teacher, ClassificationTask(), cfg, student=student, sample_inputs=torch.randn(2, 8))
+    distiller = Distiller(
+        teacher, ClassificationTask(), cfg, student=student, sample_inputs=torch.randn(2, 8)
+    )
     assert isinstance(distiller.projections["0"], torch.nn.Identity)
 
 

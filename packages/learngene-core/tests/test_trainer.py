@@ -8,12 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learngene_core.checkpoint import load_weights, read_metadata
+from learngene_core.checkpoint import load_training_state, load_weights, read_metadata
 from learngene_core.config import TrainConfig
 from learngene_core.errors import CheckpointError, TrainingError
 from learngene_core.metrics import read_metrics
 from learngene_core.tasks import CausalLMTask, ClassificationTask
 from learngene_core.trainer import LAST_DIR, Trainer, build_scheduler, default_param_groups
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def config(**overrides) -> TrainConfig:
@@ -27,7 +29,9 @@ def make_trainer(out, loaders, model, cfg, **kwargs) -> Trainer:
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
 
 
 def weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -101,7 +105,9 @@ def test_best_checkpoint_holds_the_best_validation_model(tmp_path, tiny_loaders,
 
 def test_max_steps_stops_exactly_there(tmp_path, tiny_loaders, tiny_mlp):
     recorder = Recorder()
-    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=50, max_steps=11), callbacks=[recorder])
+    trainer = make_trainer(
+        tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=50, max_steps=11), callbacks=[recorder]
+    )
     trainer.fit()
     assert recorder.steps == list(range(1, 12))
     assert trainer.state.step == 11
@@ -132,7 +138,9 @@ def test_resume_matches_uninterrupted_run(
     full.fit()
 
     recorder = Recorder(interrupt_at=interrupt_at)
-    first = make_trainer(tmp_path / "run", tiny_loaders(), tiny_mlp(dropout=dropout), cfg, callbacks=[recorder])
+    first = make_trainer(
+        tmp_path / "run", tiny_loaders(), tiny_mlp(dropout=dropout), cfg, callbacks=[recorder]
+    )
     with pytest.raises(KeyboardInterrupt):
         first.fit()
     assert recorder.steps[-1] == interrupt_at
@@ -307,21 +315,29 @@ def test_extra_modules_are_trained_and_checkpointed(tmp_path, tiny_loaders, tiny
     )
     trainer.fit()
     assert not torch.equal(scale.weight, before["weight"])
+    saved = load_training_state(tmp_path / LAST_DIR)["extra_modules"]
+    assert torch.equal(saved["0.weight"], scale.weight) and torch.equal(saved["0.bias"], scale.bias)
 
 
 def test_callbacks_are_called_the_right_number_of_times(tmp_path, tiny_loaders, tiny_mlp):
     recorder = Recorder()
     make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=3), callbacks=[recorder, object()]).fit()
     assert recorder.steps == list(range(1, 25))  # 8 steps per epoch
-    assert [(split, step) for split, step, _ in recorder.evaluations] == [("val", 8), ("val", 16), ("val", 24)]
+    assert [(split, step) for split, step, _ in recorder.evaluations] == [
+        ("val", 8),
+        ("val", 16),
+        ("val", 24),
+    ]
     assert all({"loss", "accuracy"} <= m.keys() for _, _, m in recorder.evaluations)
     assert recorder.ended == 1
 
 
 def test_eval_every_controls_validation_steps(tmp_path, tiny_loaders, tiny_mlp):
     recorder = Recorder()
-    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=10, eval_every=4), callbacks=[recorder]).fit()
-    assert [step for _, step, _ in recorder.evaluations] == [4, 8]
+    make_trainer(
+        tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=10, eval_every=4), callbacks=[recorder]
+    ).fit()
+    assert [step for _, step, _ in recorder.evaluations] == [4, 8, 10]  # and the last step, so best/ sees it
 
 
 def test_default_param_groups_exempt_1d_params_and_tokens_from_decay():
@@ -340,7 +356,9 @@ def test_default_param_groups_exempt_1d_params_and_tokens_from_decay():
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
     ids = lambda ps: {id(p) for p in ps}
     assert ids(decay["params"]) == ids([net.proj.weight])
-    assert ids(no_decay["params"]) == ids([net.pos_embed, net.cls_token, net.proj.bias, net.norm.weight, net.norm.bias])
+    assert ids(no_decay["params"]) == ids(
+        [net.pos_embed, net.cls_token, net.proj.bias, net.norm.weight, net.norm.bias]
+    )
 
 
 def test_default_param_groups_drop_empty_groups():

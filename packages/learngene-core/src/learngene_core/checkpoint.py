@@ -7,11 +7,14 @@ training state is read with `torch.load(weights_only=True)`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,18 +52,35 @@ def write_dir_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
         fill(tmp)
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        with _interrupts_deferred():  # never leave `target` missing between the two renames
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block is done; a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple] = []
+    previous = signal.signal(signal.SIGINT, lambda *args: received.append(args))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])
 
 
 def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -113,11 +133,19 @@ def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) 
     else:
         if not path.is_file():
             raise CheckpointError(f"weights file not found: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _torch_load(path)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         elif isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
+    own = model.state_dict()
+    mismatched = [
+        f"{k}: {tuple(v.shape)} in file, {tuple(own[k].shape)} in model"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    if mismatched:  # load_state_dict raises RuntimeError for these even when strict=False
+        raise CheckpointError(f"{path} does not fit the model: shape mismatch for {mismatched[:5]}")
     result = model.load_state_dict(state, strict=False)
     if strict:
         tied = _tied_names(model)
@@ -178,4 +206,13 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / STATE_NAME
     if not path.is_file():
         raise CheckpointError(f"no {STATE_NAME} in {directory}: not a resumable checkpoint")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _torch_load(path)
+
+
+def _torch_load(path: Path) -> Any:
+    """torch.load restricted to tensors and plain containers; anything else is a CheckpointError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt file, or a pickle that weights_only refuses
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read {path}: {first}") from None

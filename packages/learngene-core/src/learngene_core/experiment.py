@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -35,7 +36,8 @@ class Run:
     task: Task
 
     def build_model(self) -> nn.Module:
-        """A fresh model of the config, sized for this run's data."""
+        """A fresh model of the config, sized for this run's data, initialised from the config's seed."""
+        set_seed(self.cfg.seed)
         return build_model(
             self.cfg.model,
             num_classes=self.splits.num_classes,

@@ -142,6 +142,7 @@ class Trainer:
         self.eval_fn = eval_fn
         self.metadata = dict(metadata or {})
         self.state = TrainState()
+        self._pending_rng: dict[str, Any] | None = None  # RNG state of a resumed checkpoint, set in fit()
 
         set_seed(seed)
         self.accelerator = Accelerator(
@@ -192,8 +193,14 @@ class Trainer:
             batches = self.train_loader
             if self.state.batch_in_epoch:
                 batches = acc.skip_first_batches(self.train_loader, self.state.batch_in_epoch)
+            elif self._pending_rng is not None:  # resumed at an epoch boundary
+                self._restore_pending_rng()
             self.model.train()
             for inputs, targets in batches:
+                if self._pending_rng is not None:
+                    # resumed mid-epoch: starting the loader drew a seed from the global RNG, which the
+                    # uninterrupted run did before its checkpoint; restore the saved state after that draw
+                    self._restore_pending_rng()
                 with acc.accumulate(self.model, self.extra_modules):
                     loss, parts = self._training_loss(inputs, targets)
                     acc.backward(loss)
@@ -206,6 +213,7 @@ class Trainer:
                 running_count += 1
                 if not acc.sync_gradients:
                     continue
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
                 self.scheduler.step()
                 self.state.step += 1
                 bar.update(1)
@@ -214,16 +222,14 @@ class Trainer:
                         cb.on_step_end(self)
                 step = self.state.step
                 if step % cfg.log_every == 0 or step == self.total_steps:
-                    self._log_train(running / running_count, parts, bar)
+                    self._log_train(running / running_count, lr, parts, bar)
                     running, running_count = 0.0, 0
                 end_of_epoch = self.state.batch_in_epoch == len(self.train_loader)
                 if end_of_epoch:
                     self.state.epoch += 1
                     self.state.batch_in_epoch = 0
                 done = step >= self.total_steps
-                if (cfg.eval_every and step % cfg.eval_every == 0) or (
-                    (end_of_epoch or done) and not cfg.eval_every
-                ):
+                if (step % cfg.eval_every == 0 if cfg.eval_every else end_of_epoch) or done:
                     self._validate()
                 due = step % cfg.checkpoint_every == 0 if cfg.checkpoint_every else end_of_epoch
                 if due or done:
@@ -254,8 +260,7 @@ class Trainer:
     def _trained_parameters(self) -> list[nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def _log_train(self, loss: float, parts: dict[str, torch.Tensor], bar: tqdm) -> None:
-        lr = self.optimizer.param_groups[0]["lr"]
+    def _log_train(self, loss: float, lr: float, parts: dict[str, torch.Tensor], bar: tqdm) -> None:
         extra = {k: v.detach().float().item() for k, v in parts.items()}
         self.metrics.log(self.state.step, "train", epoch=self._epoch_float(), loss=loss, lr=lr, **extra)
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
@@ -356,10 +361,14 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.accelerator.unwrap_model(self.extra_modules).load_state_dict(state["extra_modules"])
-        _set_rng_state(state["rng"])
+        self._pending_rng = state["rng"]  # restored in fit(), once the data loader has started
         self.state = TrainState(**state["train_state"])
         self.metrics.truncate_after(self.state.step)
         self.accelerator.print(f"resumed from {last} at step {self.state.step}/{self.total_steps}")
+
+    def _restore_pending_rng(self) -> None:
+        _set_rng_state(self._pending_rng)
+        self._pending_rng = None
 
     def _finish(self) -> dict[str, float]:
         test = self.evaluate(self.test_loader, "test") if self.test_loader is not None else {}
