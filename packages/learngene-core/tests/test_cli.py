@@ -139,3 +139,17 @@ def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--config", "digits-vit", "--output-dir", str(out), *SHORT, "train.lr=0.1", "--resume"]) == 2
     assert "train.lr" in capsys.readouterr().err
+
+
+def test_two_cpu_processes_share_the_data(tmp_path):
+    """The same command under torchrun (gloo on CPU): each process sees half the batches, main writes once."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "learngene_core.cli",
+           "train", "--config", "digits-vit", "--output-dir", str(out), "train.epochs=1", "train.progress=false"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in records) == 9  # ceil(1078 / 64 / 2) steps per process, one epoch
+    assert [r["split"] for r in records].count("test") == 1
+    assert len([line for line in result.stdout.splitlines() if line.startswith('{"split": "test"')]) == 1

@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from accelerate import PartialState
+
 from . import experiment
 from .clitools import add_config_arguments, make_parser, overrides_of, run_cli
 from .config import ExperimentConfig, load_config, preset_names, read_yaml
@@ -20,6 +22,7 @@ examples:
   learngene train --config digits-vit --output-dir runs/digits --resume     # continue an interrupted run
   learngene eval --run runs/digits --split test
   accelerate launch -m learngene_core.cli train --config my.yaml --output-dir runs/big   # multi-GPU
+  ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m learngene_core.cli train ...   # 2 CPU processes
 """
 
 
@@ -48,9 +51,9 @@ def _command(argv: Sequence[str] | None) -> int:
     if args.verb == "train":
         cfg = load_config(args.config, overrides_of(args), ExperimentConfig)
         metrics = experiment.train(cfg, args.output_dir, resume=args.resume)
-        print(json.dumps({"split": "test", **metrics}))
+        PartialState().print(json.dumps({"split": "test", **metrics}))
     elif args.verb == "eval":
-        print(json.dumps({"split": args.split, **_evaluate(args)}))
+        PartialState().print(json.dumps({"split": args.split, **_evaluate(args)}))
     else:
         _list()
     return 0

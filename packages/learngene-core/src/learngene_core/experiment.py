@@ -99,9 +99,6 @@ def train(
     run = run or prepare_run(cfg)
     model = model if model is not None else run.build_model()
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(cfg, output_dir / CONFIG_NAME)
     meta = {
         "model": to_dict(cfg.model),
         "data": run.splits.description,
@@ -121,6 +118,9 @@ def train(
         metadata=meta,
         **hooks,
     )
+    trainer.accelerator.wait_for_everyone()  # every process has checked the output dir before main writes
+    if trainer.accelerator.is_main_process and not resume:
+        save_config(cfg, output_dir / CONFIG_NAME)
     trainer.accelerator.print(f"{run.splits.description}; model {cfg.model.name}: {meta['parameters']:,} parameters")
     return trainer.fit(resume=resume)
 
