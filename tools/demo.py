@@ -23,10 +23,14 @@ from learngene_core.metrics import PLOT_NAME
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     parser.add_argument("--output-dir", default=f"runs/demo-{stamp}", help="where the runs are written")
-    parser.add_argument("overrides", nargs="*", help="overrides for the digits-vit preset, e.g. train.epochs=5")
+    parser.add_argument(
+        "overrides", nargs="*", help="overrides for the digits-vit preset, e.g. train.epochs=5"
+    )
     args = parser.parse_args()
     out = Path(args.output_dir)
 
@@ -36,8 +40,16 @@ def main() -> int:
         start = time.perf_counter()
         metrics = train(cfg, out / preset)
         final = json.loads((out / preset / "final" / "metadata.json").read_text())
-        rows.append((preset, "scratch", final["parameters"], cfg.train.epochs, metrics["accuracy"],
-                     time.perf_counter() - start))
+        rows.append(
+            (
+                preset,
+                "scratch",
+                final["parameters"],
+                cfg.train.epochs,
+                metrics["accuracy"],
+                time.perf_counter() - start,
+            )
+        )
 
     print(f"\nresults ({out}):")
     print("| run | init | parameters | epochs | test accuracy | seconds |")

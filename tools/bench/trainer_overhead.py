@@ -54,7 +54,9 @@ def trainer_loop(model, run, cfg) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the results to this JSON file")
@@ -70,13 +72,17 @@ def main() -> None:
 
     times: dict[str, list[float]] = {"plain torch loop": [], "learngene Trainer": []}
     for _ in range(args.repeats):
-        times["plain torch loop"].append(plain_loop(copy.deepcopy(base_model), run.loaders[0], exp.train, args.steps))
+        times["plain torch loop"].append(
+            plain_loop(copy.deepcopy(base_model), run.loaders[0], exp.train, args.steps)
+        )
         times["learngene Trainer"].append(trainer_loop(copy.deepcopy(base_model), run, exp.train))
 
     best = {name: min(ts) for name, ts in times.items()}
     ratio = best["learngene Trainer"] / best["plain torch loop"]
-    print(f"\n{args.steps} steps of digits-vit, best of {args.repeats}, {platform.machine()} "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"\n{args.steps} steps of digits-vit, best of {args.repeats}, {platform.machine()} "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print("| loop | seconds | ms/step |\n|---|---|---|")
     for name, t in best.items():
         print(f"| {name} | {t:.2f} | {1000 * t / args.steps:.2f} |")

@@ -129,7 +129,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     expected, resumed = _final_weights(reference), _final_weights(run)
     assert expected.keys() == resumed.keys()
     assert all(torch.equal(expected[k], resumed[k]) for k in expected)
-    steps = [(r["step"], r["split"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+    steps = [
+        (r["step"], r["split"]) for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+    ]
     assert len(steps) == len(set(steps))
 
 
@@ -137,15 +139,34 @@ def test_resume_with_a_different_config_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--config", "digits-vit", "--output-dir", str(out), *SHORT]) == 0
     capsys.readouterr()
-    assert main(["train", "--config", "digits-vit", "--output-dir", str(out), *SHORT, "train.lr=0.1", "--resume"]) == 2
+    assert (
+        main(
+            ["train", "--config", "digits-vit", "--output-dir", str(out), *SHORT, "train.lr=0.1", "--resume"]
+        )
+        == 2
+    )
     assert "train.lr" in capsys.readouterr().err
 
 
 def test_two_cpu_processes_share_the_data(tmp_path):
     """The same command under torchrun (gloo on CPU): each process sees half the batches, main writes once."""
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "learngene_core.cli",
-           "train", "--config", "digits-vit", "--output-dir", str(out), "train.epochs=1", "train.progress=false"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "learngene_core.cli",
+        "train",
+        "--config",
+        "digits-vit",
+        "--output-dir",
+        str(out),
+        "train.epochs=1",
+        "train.progress=false",
+    ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -153,3 +174,11 @@ def test_two_cpu_processes_share_the_data(tmp_path):
     assert max(r["step"] for r in records) == 9  # ceil(1078 / 64 / 2) steps per process, one epoch
     assert [r["split"] for r in records].count("test") == 1
     assert len([line for line in result.stdout.splitlines() if line.startswith('{"split": "test"')]) == 1
+
+
+def test_tiny_llama_preset_trains_a_causal_lm(tmp_path, capsys):
+    out = tmp_path / "lm"
+    assert main(["train", "--config", "tiny-llama", "--output-dir", str(out), "train.progress=false"]) == 0
+    val = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in val if r["split"] == "val"]
+    assert val[-1]["loss"] < val[0]["loss"] and val[-1]["perplexity"] < 20  # vocab 128: chance is 128

@@ -96,7 +96,9 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_weights(model: nn.Module | dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None) -> None:
+def save_weights(
+    model: nn.Module | dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None
+) -> None:
     """Save a model's (or a tensor dict's) weights as safetensors, atomically."""
     path = Path(path)
     tensors = model if isinstance(model, dict) else state_dict_for_saving(model)

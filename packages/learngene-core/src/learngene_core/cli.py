@@ -33,12 +33,16 @@ def build_parser():
     train = verbs.add_parser("train", help="train a model from a preset or YAML config", epilog=EXAMPLES)
     add_config_arguments(train)
     train.add_argument("--output-dir", required=True, help="run directory (metrics, checkpoints, config)")
-    train.add_argument("--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint")
+    train.add_argument(
+        "--resume", action="store_true", help="continue the run in --output-dir from its last checkpoint"
+    )
 
     evaluate = verbs.add_parser("eval", help="evaluate a trained run or checkpoint")
     evaluate.add_argument("--run", help="a run directory written by `learngene train` (uses its config.yaml)")
     evaluate.add_argument("--config", help="preset or YAML (default: the run's config.yaml)")
-    evaluate.add_argument("--checkpoint", default="final", help="final, best, last, or a path (default: final)")
+    evaluate.add_argument(
+        "--checkpoint", default="final", help="final, best, last, or a path (default: final)"
+    )
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("overrides", nargs="*", metavar="key.sub=value")
 
@@ -76,7 +80,9 @@ def _list() -> None:
     print("presets (--config NAME):")
     for name in preset_names():
         data, _ = read_yaml(name)
-        print(f"  {name:<18} {data.get('model', {}).get('name', '')} on {data.get('data', {}).get('name', '')}")
+        print(
+            f"  {name:<18} {data.get('model', {}).get('name', '')} on {data.get('data', {}).get('name', '')}"
+        )
     print("datasets (data.name=NAME):")
     for name in DATASETS:
         print(f"  {name:<18} {(DATASETS.get(name).__doc__ or '').strip().splitlines()[0]}")

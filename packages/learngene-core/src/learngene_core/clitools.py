@@ -15,10 +15,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | 
         "--config",
         required=default_config is None,
         default=default_config,
-        help="a preset name (see `list`) or a YAML file" + (f" (default: {default_config})" if default_config else ""),
+        help="a preset name (see `list`) or a YAML file"
+        + (f" (default: {default_config})" if default_config else ""),
     )
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
-    parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.lr=3e-4")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.lr=3e-4"
+    )
 
 
 def overrides_of(args: argparse.Namespace) -> list[str]:
@@ -28,11 +31,16 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 
 def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
 
 
-def run_cli(prog: str, command: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None) -> int:
+def run_cli(
+    prog: str, command: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None
+) -> int:
     """Run `command(argv)`; user errors become one `prog: error: ...` line on stderr and exit code 2."""
     try:
         return command(argv) or 0

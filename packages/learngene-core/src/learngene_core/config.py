@@ -168,7 +168,11 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
     if origin is list:
         if not isinstance(value, list):
             raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
-        return [_convert(args[0], item, source, f"{key}[{i}]") for i, item in enumerate(value)] if args else value
+        return (
+            [_convert(args[0], item, source, f"{key}[{i}]") for i, item in enumerate(value)]
+            if args
+            else value
+        )
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {value!r}")

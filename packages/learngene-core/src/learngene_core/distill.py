@@ -40,7 +40,9 @@ class DistillConfig:
             raise ValueError(f"feature_weight must be >= 0, got {self.feature_weight}")
 
 
-def soft_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+def soft_kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """T^2-scaled KL(teacher || student) on temperature-softened distributions, averaged over samples/tokens."""
     s = student_logits.float().reshape(-1, student_logits.size(-1)) / temperature
     t = teacher_logits.float().reshape(-1, teacher_logits.size(-1)) / temperature
@@ -87,7 +89,9 @@ class Distiller:
         self._student_tap = self._teacher_tap = None
         if cfg.feature_weight > 0 and cfg.feature_pairs:
             if student is None or sample_inputs is None:
-                raise ValueError("feature distillation needs the student and sample inputs to size projections")
+                raise ValueError(
+                    "feature distillation needs the student and sample inputs to size projections"
+                )
             self._student_tap = _FeatureTap(student, list(cfg.feature_pairs))
             self._teacher_tap = _FeatureTap(teacher, list(cfg.feature_pairs.values()))
             self._build_projections(student, sample_inputs)

@@ -64,11 +64,15 @@ def check_output_dir(output_dir: str | Path, cfg: Any, resume: bool) -> None:
             )
         return
     if not saved.is_file():
-        raise CheckpointError(f"cannot resume: {saved} not found (was {output_dir} written by a training run?)")
+        raise CheckpointError(
+            f"cannot resume: {saved} not found (was {output_dir} written by a training run?)"
+        )
     before, now = yaml.safe_load(saved.read_text()), to_dict(cfg)
     diff = _first_difference(before, now)
     if diff:
-        raise CheckpointError(f"cannot resume {output_dir}: config differs at {diff}; resume with the same config")
+        raise CheckpointError(
+            f"cannot resume {output_dir}: config differs at {diff}; resume with the same config"
+        )
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
@@ -121,7 +125,9 @@ def train(
     trainer.accelerator.wait_for_everyone()  # every process has checked the output dir before main writes
     if trainer.accelerator.is_main_process and not resume:
         save_config(cfg, output_dir / CONFIG_NAME)
-    trainer.accelerator.print(f"{run.splits.description}; model {cfg.model.name}: {meta['parameters']:,} parameters")
+    trainer.accelerator.print(
+        f"{run.splits.description}; model {cfg.model.name}: {meta['parameters']:,} parameters"
+    )
     return trainer.fit(resume=resume)
 
 

@@ -40,7 +40,9 @@ def build_model(
 def _build_timm(cfg: ModelConfig, num_classes: int | None, input_shape: tuple[int, ...] | None) -> nn.Module:
     if not timm.is_model(cfg.name):
         names = timm.list_models()
-        raise ModelError(f"unknown timm model '{cfg.name}'{did_you_mean(cfg.name, names)}; see timm.list_models()")
+        raise ModelError(
+            f"unknown timm model '{cfg.name}'{did_you_mean(cfg.name, names)}; see timm.list_models()"
+        )
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes

@@ -48,7 +48,9 @@ class CausalLMTask(Task):
 
     def loss(self, logits, targets, label_smoothing=0.0):
         shifted, labels = logits[:, :-1].float(), targets[:, 1:]
-        return F.cross_entropy(shifted.reshape(-1, shifted.size(-1)), labels.reshape(-1), label_smoothing=label_smoothing)
+        return F.cross_entropy(
+            shifted.reshape(-1, shifted.size(-1)), labels.reshape(-1), label_smoothing=label_smoothing
+        )
 
     def per_sample(self, logits, targets):
         shifted, labels = logits[:, :-1].float(), targets[:, 1:]

@@ -60,7 +60,9 @@ def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if param.ndim <= 1 or name.endswith(("cls_token", "pos_embed", "reg_token")) else decay).append(param)
+        (
+            no_decay if param.ndim <= 1 or name.endswith(("cls_token", "pos_embed", "reg_token")) else decay
+        ).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
@@ -162,7 +164,9 @@ class Trainer:
         self.optimizer = prepared[len(modules)]
         prepared_loaders = prepared[len(modules) + 1 :]
         it = iter(prepared_loaders)
-        self.train_loader, self.val_loader, self.test_loader = (next(it) if dl is not None else None for dl in loaders)
+        self.train_loader, self.val_loader, self.test_loader = (
+            next(it) if dl is not None else None for dl in loaders
+        )
 
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.grad_accum_steps)
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
@@ -239,7 +243,9 @@ class Trainer:
         bar.close()
         return self._finish()
 
-    def _training_loss(self, inputs: Any, targets: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def _training_loss(
+        self, inputs: Any, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if self.loss_fn is not None:
             loss, logits, parts = self.loss_fn(self.model, inputs, targets)
         else:
@@ -317,7 +323,12 @@ class Trainer:
     def _save_model(self, name: str, metrics: dict[str, Any]) -> None:
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
-            meta = {**self.metadata, "step": self.state.step, "epoch": self._epoch_float(), "metrics": metrics}
+            meta = {
+                **self.metadata,
+                "step": self.state.step,
+                "epoch": self._epoch_float(),
+                "metrics": metrics,
+            }
             save_model_dir(self.accelerator.unwrap_model(self.model), self.output_dir / name, meta)
 
     def _save_last(self) -> None:
@@ -376,7 +387,9 @@ class Trainer:
             self.metrics.log(self.state.step, "test", epoch=self._epoch_float(), **test)
         self._save_model(FINAL_DIR, {"split": "test", **test})
         if self.accelerator.is_main_process:
-            plot_metrics(self.metrics.records, self.output_dir / PLOT_NAME, title=self.metadata.get("name", ""))
+            plot_metrics(
+                self.metrics.records, self.output_dir / PLOT_NAME, title=self.metadata.get("name", "")
+            )
         for cb in self.callbacks:
             if hasattr(cb, "on_train_end"):
                 cb.on_train_end(self)
