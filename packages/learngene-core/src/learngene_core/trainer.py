@@ -206,14 +206,14 @@ class Trainer:
                     # uninterrupted run did before its checkpoint; restore the saved state after that draw
                     self._restore_pending_rng()
                 with acc.accumulate(self.model, self.extra_modules):
-                    loss, parts = self._training_loss(inputs, targets)
+                    loss, value, parts = self._training_loss(inputs, targets)
                     acc.backward(loss)
                     if acc.sync_gradients and cfg.max_grad_norm:
                         acc.clip_grad_norm_(self._trained_parameters(), cfg.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 self.state.batch_in_epoch += 1
-                running += loss.detach().float().item()
+                running += value
                 running_count += 1
                 if not acc.sync_gradients:
                     continue
@@ -238,14 +238,19 @@ class Trainer:
                 due = step % cfg.checkpoint_every == 0 if cfg.checkpoint_every else end_of_epoch
                 if due or done:
                     self._save_last()
-                if done or end_of_epoch:
+                if done:
+                    if hasattr(
+                        batches, "end"
+                    ):  # leaving an accelerate loader early: unregister it as it would
+                        batches.end()
                     break
         bar.close()
         return self._finish()
 
     def _training_loss(
         self, inputs: Any, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, float, dict[str, torch.Tensor]]:
+        """The step's loss tensor, its value, and its named parts (for the metrics log)."""
         if self.loss_fn is not None:
             loss, logits, parts = self.loss_fn(self.model, inputs, targets)
         else:
@@ -256,12 +261,13 @@ class Trainer:
             extra = term(self.model, inputs, targets, logits)
             parts = {**parts, **extra}
             loss = loss + sum(extra.values())
-        if not torch.isfinite(loss):
+        value = loss.detach().float().item()  # the step's one host sync: logged and checked for NaN
+        if not math.isfinite(value):
             raise TrainingError(
-                f"loss became {loss.item()} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); "
+                f"loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); "
                 "try a lower train.lr or set train.max_grad_norm"
             )
-        return loss, parts
+        return loss, value, parts
 
     def _trained_parameters(self) -> list[nn.Parameter]:
         return [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -269,7 +275,7 @@ class Trainer:
     def _log_train(self, loss: float, lr: float, parts: dict[str, torch.Tensor], bar: tqdm) -> None:
         extra = {k: v.detach().float().item() for k, v in parts.items()}
         self.metrics.log(self.state.step, "train", epoch=self._epoch_float(), loss=loss, lr=lr, **extra)
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
 
     def _epoch_float(self) -> float:
         return round(self.state.step / self.steps_per_epoch, 4)

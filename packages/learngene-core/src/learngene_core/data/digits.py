@@ -6,9 +6,8 @@ import torch
 
 from ..config import DataConfig
 from .catalog import DATASETS
-from .partition import stratified_split
 from .splits import DatasetSplits
-from .tensors import TensorImages, channel_mean_std
+from .tensors import split_tensor_images
 
 
 @DATASETS.register("digits")
@@ -21,10 +20,7 @@ def build_digits(
     bunch = load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0
     targets = bunch.target.tolist()
-    parts = stratified_split(targets, val_fraction, test_fraction, seed)
-    mean, std = channel_mean_std(images[parts[0]])
-    images = (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
-    train, val, test = (TensorImages(images[idx], [targets[i] for i in idx]) for idx in parts)
+    train, val, test = split_tensor_images(images, targets, val_fraction, test_fraction, seed, normalize=True)
     return DatasetSplits(
         train=train,
         val=val,

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from ..config import DataConfig
 from .catalog import DATASETS, check_at_least
-from .partition import random_split, stratified_split
+from .partition import random_split
 from .splits import DatasetSplits
-from .tensors import TensorImages
+from .tensors import split_tensor_images
 from .text import TokenBlocks
 
 
@@ -38,8 +38,9 @@ def build_synthetic_images(
     shape = (num_samples, channels, image_size, image_size)
     images = prototypes[labels] + noise * torch.randn(shape, generator=generator)
     targets = labels.tolist()
-    parts = stratified_split(targets, val_fraction, test_fraction, seed)
-    train, val, test = (TensorImages(images[idx], [targets[i] for i in idx]) for idx in parts)
+    train, val, test = split_tensor_images(
+        images, targets, val_fraction, test_fraction, seed, normalize=False
+    )
     return DatasetSplits(
         train=train,
         val=val,

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .partition import stratified_split
+
 
 class TensorImages(Dataset):
     """Images (N, C, H, W) held in memory; `transform` turns one stored image into the model input."""
@@ -30,6 +32,23 @@ class TensorImages(Dataset):
         if self.transform is not None:
             image = self.transform(image)
         return image, self._labels[index]
+
+
+def split_tensor_images(
+    images: Tensor,
+    targets: Sequence[int],
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    normalize: bool,
+) -> tuple[TensorImages, TensorImages, TensorImages]:
+    """Stratified train/val/test TensorImages by seed; `normalize` standardises with the train split's statistics."""
+    parts = stratified_split(targets, val_fraction, test_fraction, seed)
+    if normalize:
+        mean, std = channel_mean_std(images[parts[0]])
+        images = (images - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    train, val, test = (TensorImages(images[idx], [targets[i] for i in idx]) for idx in parts)
+    return train, val, test
 
 
 def channel_mean_std(images: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
