@@ -1,0 +1,39 @@
+"""Shared machinery of learngene methods (TLEG, SWS, ...): aux net, extraction, learngene files, expansion.
+
+A method package defines one `LearngeneMethod` subclass (which tensors the learngene holds and how they
+generate each layer) and gets extraction by distillation, descendants of any depth as plain timm models
+with an inheritance map, training from a learngene, comparison against scratch and a console script.
+"""
+
+from .anatomy import BLOCK_TENSORS, INHERITED_TENSORS, VIT_NAME, check_learngene_vit, vit_arch
+from .artifact import Learngene
+from .auxnet import AuxNet
+from .cli import method_cli
+from .config import AncestryConfig, ExtractConfig
+from .descendants import build_descendant, compare, format_table
+from .expand import expand, load_descendant, save_descendant, summarize_inheritance
+from .extract import extract, load_ancestry
+from .methods import LearngeneMethod
+
+__all__ = [
+    "BLOCK_TENSORS",
+    "INHERITED_TENSORS",
+    "VIT_NAME",
+    "AncestryConfig",
+    "AuxNet",
+    "ExtractConfig",
+    "Learngene",
+    "LearngeneMethod",
+    "build_descendant",
+    "check_learngene_vit",
+    "compare",
+    "expand",
+    "extract",
+    "format_table",
+    "load_ancestry",
+    "load_descendant",
+    "method_cli",
+    "save_descendant",
+    "summarize_inheritance",
+    "vit_arch",
+]

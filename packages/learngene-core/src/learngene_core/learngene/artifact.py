@@ -1,0 +1,79 @@
+"""The learngene on disk: `learngene.safetensors` (learngene + inherited tensors) and `manifest.json`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import atomic_write_text, load_weights, save_weights
+from ..errors import CheckpointError, ConfigError
+
+TENSORS_NAME = "learngene.safetensors"
+MANIFEST_NAME = "manifest.json"
+ARCH_KEYS = ("embed_dim", "num_heads", "mlp_ratio", "in_chans")  # what a model must share with a learngene
+
+
+@dataclass
+class Learngene:
+    """Learngene tensors (`<group>.<block tensor>`), inherited tensors (`inherited.<name>`) and a manifest."""
+
+    tensors: dict[str, torch.Tensor]
+    manifest: dict[str, Any]
+
+    @property
+    def method(self) -> str:
+        return self.manifest["method"]
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        return self.manifest["arch"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.manifest["spec"]
+
+    def num_parameters(self, include_head: bool = False) -> int:
+        return sum(t.numel() for k, t in self.tensors.items() if include_head or not k.startswith("head."))
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the two files atomically, manifest last: a half-written learngene never loads."""
+        directory = Path(directory)
+        save_weights(self.tensors, directory / TENSORS_NAME)
+        atomic_write_text(directory / MANIFEST_NAME, json.dumps(self.manifest, indent=2, default=str))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, method: str | None = None) -> Learngene:
+        """Read a learngene directory; `method` (e.g. "tleg") must match the manifest when given."""
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST_NAME
+        if not directory.is_dir():
+            raise CheckpointError(f"learngene directory not found: {directory}")
+        if not manifest_path.is_file():
+            raise CheckpointError(
+                f"{directory} is not a learngene: no {MANIFEST_NAME} (write one with `extract`)"
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{manifest_path} is not valid JSON: {exc}") from None
+        for key in ("method", "arch", "spec"):
+            if key not in manifest:
+                raise CheckpointError(f"{manifest_path} has no '{key}': not a learngene manifest")
+        if method is not None and manifest["method"] != method:
+            raise CheckpointError(f"{directory} holds a {manifest['method']} learngene, not {method}")
+        return cls(load_weights(directory / TENSORS_NAME), manifest)
+
+    def check_model_kwargs(self, kwargs: dict[str, Any], where: str) -> None:
+        """Refuse a model config whose width/heads/MLP/channels differ from the learngene's."""
+        for key in ARCH_KEYS:
+            if key in kwargs and kwargs[key] != self.arch[key]:
+                raise ConfigError(
+                    f"{where}: {key}={kwargs[key]} but the {self.method} learngene has {key}={self.arch[key]} "
+                    f"(width {self.arch['embed_dim']}, {self.arch['num_heads']} heads); "
+                    "a learngene initialises models of its own width only"
+                )

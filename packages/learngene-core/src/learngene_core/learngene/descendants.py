@@ -1,0 +1,137 @@
+"""Descendants in training: learngene-initialised or scratch ViTs of one architecture, and their comparison."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+from accelerate.utils import set_seed
+from torch import nn
+
+from .. import experiment
+from ..config import ExperimentConfig
+from ..errors import ConfigError
+from ..metrics import METRICS_NAME, read_metrics
+from ..models import count_parameters
+from .anatomy import VIT_NAME
+from .artifact import Learngene
+from .expand import descendant_kwargs, expand, summarize_inheritance
+from .methods import LearngeneMethod
+
+
+def build_descendant(
+    init: str,
+    learngene: Learngene,
+    method: LearngeneMethod,
+    layout: list[int],
+    run: experiment.Run,
+) -> tuple[nn.Module, str]:
+    """A descendant for `run`'s data: `init` is "learngene" (expanded) or "scratch" (timm init, same shape)."""
+    learngene.check_model_kwargs(run.cfg.model.kwargs, "model.kwargs")
+    channels, img_size = run.splits.input_shape[0], run.splits.input_shape[1]
+    if channels != learngene.arch["in_chans"]:
+        raise ConfigError(
+            f"data has {channels} channels but the learngene expects {learngene.arch['in_chans']} (set data.channels)"
+        )
+    num_classes = run.splits.num_classes
+    if init == "learngene":
+        model, inheritance = expand(learngene, method, layout, num_classes, img_size=img_size)
+        return model, summarize_inheritance(inheritance)
+    if init != "scratch":
+        raise ConfigError(f"unknown init '{init}'; use learngene:<dir> or scratch")
+    set_seed(run.cfg.seed)  # initialised like every run's model
+    model = timm.create_model(
+        VIT_NAME, pretrained=False, **descendant_kwargs(learngene, len(layout), num_classes, img_size)
+    )
+    return model, "scratch: every tensor freshly initialised"
+
+
+@dataclass
+class CompareRow:
+    depth: int
+    parameters: int
+    init: str
+    first_epoch_val_accuracy: float
+    final_test_accuracy: float
+    epochs_to_scratch_final: (
+        float | None
+    )  # first epoch whose val accuracy reaches scratch's final val accuracy
+    val_curve: list[float]
+
+
+def _val_curve(run_dir: Path) -> list[float]:
+    records = read_metrics(run_dir / METRICS_NAME)
+    return [r["accuracy"] for r in records if r["split"] == "val"]
+
+
+def compare(
+    learngene: Learngene,
+    method: LearngeneMethod,
+    cfg: ExperimentConfig,
+    depths: list[int],
+    output_dir: str | Path,
+) -> list[CompareRow]:
+    """Train learngene- and scratch-initialised descendants of each depth on the same data and budget."""
+    if cfg.train.eval_every or cfg.train.max_steps:
+        raise ConfigError("compare measures epochs: leave train.eval_every and train.max_steps unset")
+    output_dir = Path(output_dir)
+    run = experiment.prepare_run(cfg)
+    rows: list[CompareRow] = []
+    for depth in depths:
+        layout = method.default_layout(depth, learngene.spec)
+        curves: dict[str, tuple[list[float], float, int]] = {}
+        for init in ("scratch", "learngene"):
+            model, how = build_descendant(init, learngene, method, layout, run)
+            print(f"depth {depth}, {init}: {how}")
+            run_dir = output_dir / f"depth{depth}-{init}"
+            test = experiment.train(
+                cfg, run_dir, model=model, run=run, metadata={"init": init, "depth": depth}
+            )
+            curves[init] = (_val_curve(run_dir), test.get("accuracy", float("nan")), count_parameters(model))
+        target = curves["scratch"][0][-1]
+        for init, (curve, test_acc, params) in curves.items():
+            reached = next((i + 1 for i, acc in enumerate(curve) if acc >= target), None)
+            rows.append(CompareRow(depth, params, init, curve[0], test_acc, reached, curve))
+    (output_dir / "compare.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+    plot_compare(rows, output_dir / "compare.png", cfg.train.epochs)
+    return rows
+
+
+def format_table(rows: list[CompareRow], epochs: int) -> str:
+    """A markdown table of a comparison."""
+    lines = [
+        "| depth | init | parameters | val acc after 1 epoch | final test acc | epochs to scratch's final |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        reach = f"{r.epochs_to_scratch_final}/{epochs}" if r.epochs_to_scratch_final else f"not in {epochs}"
+        lines.append(
+            f"| {r.depth} | {r.init} | {r.parameters:,} | {r.first_epoch_val_accuracy:.3f} | "
+            f"{r.final_test_accuracy:.3f} | {reach} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_compare(rows: list[CompareRow], path: Path, epochs: int) -> None:
+    """Validation accuracy per epoch, one panel per depth, learngene vs scratch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    depths = sorted({r.depth for r in rows})
+    fig, axes = plt.subplots(1, len(depths), figsize=(4 * len(depths), 3.2), squeeze=False, sharey=True)
+    for ax, depth in zip(axes[0], depths):
+        for r in rows:
+            if r.depth == depth:
+                ax.plot(range(1, len(r.val_curve) + 1), r.val_curve, marker="o", markersize=3, label=r.init)
+        ax.set_title(f"depth {depth}")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("val accuracy")
+    axes[0][0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,146 @@
+"""Expansion: a learngene becomes an ordinary timm VisionTransformer of any depth, with an inheritance map.
+
+Every tensor of the descendant is accounted for: `expanded` (generated from the learngene), `copied`
+(inherited as is), `resized` (position embedding interpolated / patch embedding resampled to a new image or
+patch size) or `fresh` (initialised by timm, e.g. the new task's head). The model is loaded with
+strict=True, so nothing is silently left out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.layers import resample_abs_pos_embed, resample_patch_embed
+from timm.models.vision_transformer import VisionTransformer
+
+from ..checkpoint import WEIGHTS_NAME, save_weights, write_dir_atomically
+from ..errors import ConfigError
+from .anatomy import BLOCK_TENSORS, HEAD_TENSORS, VIT_NAME
+from .artifact import Learngene
+from .methods import LearngeneMethod
+
+DESCENDANT_CONFIG = "config.json"
+INHERITANCE_NAME = "inheritance.json"
+
+
+def descendant_kwargs(
+    learngene: Learngene,
+    depth: int,
+    num_classes: int,
+    img_size: int | None = None,
+    patch_size: int | None = None,
+) -> dict[str, Any]:
+    """`timm.create_model(VIT_NAME, **kwargs)` arguments of a descendant (the manifest's architecture)."""
+    kwargs = dict(learngene.arch)
+    kwargs.update(depth=depth, num_classes=num_classes)
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    if patch_size is not None:
+        kwargs["patch_size"] = patch_size
+    return kwargs
+
+
+def expand(
+    learngene: Learngene,
+    method: LearngeneMethod,
+    layout: list[int],
+    num_classes: int,
+    *,
+    img_size: int | None = None,
+    patch_size: int | None = None,
+    load_head: bool = False,
+) -> tuple[VisionTransformer, dict[str, str]]:
+    """Build the descendant of `layout` (one entry per layer) and return it with its inheritance map."""
+    method.check_layout(layout, learngene.spec)
+    kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, patch_size)
+    model = timm.create_model(VIT_NAME, pretrained=False, **kwargs)
+    state = model.state_dict()
+    inheritance = {name: "fresh" for name in state}
+    for i in range(len(layout)):
+        layer = method.layer_tensors(learngene.tensors, i, layout, learngene.spec)
+        for name in BLOCK_TENSORS:
+            state[f"blocks.{i}.{name}"] = layer[name].detach().clone()
+            inheritance[f"blocks.{i}.{name}"] = "expanded"
+    for name, how in _inherited(learngene, model).items():
+        state[name], inheritance[name] = how
+    if load_head:
+        for name in HEAD_TENSORS:
+            source = learngene.tensors.get(f"head.{name.split('.')[-1]}")
+            if source is None or source.shape != state[name].shape:
+                raise ConfigError(
+                    f"cannot copy the head: the learngene's head does not fit {num_classes} classes (drop load_head)"
+                )
+            state[name], inheritance[name] = source.clone(), "copied"
+    model.load_state_dict(state, strict=True)
+    return model, inheritance
+
+
+def _inherited(learngene: Learngene, model: VisionTransformer) -> dict[str, tuple[torch.Tensor, str]]:
+    """Patch/position embeddings and the final norm, resized where the descendant's geometry differs."""
+    arch, out = learngene.arch, {}
+    src = {
+        k.removeprefix("inherited."): v for k, v in learngene.tensors.items() if k.startswith("inherited.")
+    }
+    patch = model.patch_embed.patch_size
+    weight = src["patch_embed.proj.weight"]
+    if tuple(weight.shape[-2:]) != tuple(patch):
+        out["patch_embed.proj.weight"] = (resample_patch_embed(weight, list(patch)), "resized")
+    else:
+        out["patch_embed.proj.weight"] = (weight.clone(), "copied")
+    out["patch_embed.proj.bias"] = (src["patch_embed.proj.bias"].clone(), "copied")
+    grid = list(model.patch_embed.grid_size)
+    old_grid = [arch["img_size"] // arch["patch_size"]] * 2
+    pos = src["pos_embed"]
+    if grid != old_grid:
+        out["pos_embed"] = (resample_abs_pos_embed(pos, grid, old_grid, num_prefix_tokens=0), "resized")
+    else:
+        out["pos_embed"] = (pos.clone(), "copied")
+    for name in ("fc_norm.weight", "fc_norm.bias"):
+        out[name] = (src[name].clone(), "copied")
+    return out
+
+
+def summarize_inheritance(inheritance: dict[str, str]) -> str:
+    """One line: how many tensors were expanded, copied, resized and freshly initialised."""
+    counts = Counter(inheritance.values())
+    parts = [f"{counts[k]} {k}" for k in ("expanded", "copied", "resized", "fresh") if counts[k]]
+    fresh = sorted(k for k, v in inheritance.items() if v == "fresh")
+    return (
+        f"{len(inheritance)} tensors: "
+        + ", ".join(parts)
+        + (f" (fresh: {', '.join(fresh)})" if fresh else "")
+    )
+
+
+def save_descendant(
+    model: VisionTransformer,
+    kwargs: dict[str, Any],
+    inheritance: dict[str, str],
+    directory: str | Path,
+    extra=None,
+) -> Path:
+    """Write a plain timm checkpoint: model.safetensors, config.json (create_model arguments), inheritance.json."""
+
+    def fill(tmp: Path) -> None:
+        save_weights(model, tmp / WEIGHTS_NAME)
+        config = {"timm_model": VIT_NAME, "kwargs": kwargs, **(extra or {})}
+        (tmp / DESCENDANT_CONFIG).write_text(json.dumps(config, indent=2))
+        (tmp / INHERITANCE_NAME).write_text(json.dumps(inheritance, indent=2))
+
+    return write_dir_atomically(Path(directory), fill)
+
+
+def load_descendant(directory: str | Path) -> VisionTransformer:
+    """Rebuild a saved descendant with timm alone (create_model + strict load), as a user would."""
+    from ..checkpoint import load_model_weights
+
+    directory = Path(directory)
+    config = json.loads((directory / DESCENDANT_CONFIG).read_text())
+    model = timm.create_model(config["timm_model"], pretrained=False, **config["kwargs"])
+    load_model_weights(model, directory / WEIGHTS_NAME, strict=True)
+    return model

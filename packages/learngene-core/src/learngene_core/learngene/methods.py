@@ -1,0 +1,50 @@
+"""What makes a learngene method itself: which tensors it stores and how they become the blocks of a net.
+
+A method holds no state; the learngene tensors live in a dict keyed `<group>.<block tensor name>`, e.g.
+`A.attn.qkv.weight` (TLEG) or `stage2.mlp.fc1.weight` (SWS). The shared machinery (aux net, extraction,
+expansion, artifacts) only calls these four methods, so a new learngene method is one small class.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+class LearngeneMethod:
+    """Base class of a learngene method (TLEG, SWS, ...)."""
+
+    name = "learngene"
+    formula_version = 1
+    formula = ""  # the expansion rule in words, stored in every manifest
+
+    def parse_spec(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Validated method settings (the `method` section of a config) as plain data for the manifest."""
+        raise NotImplementedError
+
+    def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Fresh learngene tensors for blocks shaped like `block` (a freshly initialised timm ViT block)."""
+        raise NotImplementedError
+
+    def aux_layout(self, spec: dict[str, Any]) -> list[int]:
+        """The aux net's per-layer layout (what `layer_tensors` needs to generate each of its layers)."""
+        raise NotImplementedError
+
+    def default_layout(self, depth: int, spec: dict[str, Any]) -> list[int]:
+        """The layout of a descendant of `depth` layers when the user gives none."""
+        raise NotImplementedError
+
+    def check_layout(self, layout: list[int], spec: dict[str, Any]) -> None:
+        """Raise ConfigError for a layout this learngene cannot expand."""
+        if not layout:
+            raise ConfigError("a descendant needs at least one layer (depth >= 1)")
+
+    def layer_tensors(
+        self, tensors: dict[str, torch.Tensor], layer: int, layout: list[int], spec: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """The block tensors (keyed like BLOCK_TENSORS) of layer `layer` of a net with this layout."""
+        raise NotImplementedError

@@ -1,0 +1,78 @@
+"""SWS's learngene: one shared block per stage; every layer of a stage is a copy of that stage's block."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from learngene_core.config import from_dict
+from learngene_core.errors import ConfigError
+from learngene_core.learngene import LearngeneMethod
+
+
+@dataclass
+class SWSSpec:
+    """SWS settings (the `method` section of an extraction config)."""
+
+    stages: list[int] = field(
+        default_factory=lambda: [3, 3, 4, 3, 3]
+    )  # aux layers per stage (paper: 16 in 5)
+
+    def __post_init__(self) -> None:
+        if not self.stages or any(n < 1 for n in self.stages):
+            raise ValueError(f"stages must list at least one stage, each with >= 1 layer; got {self.stages}")
+
+
+class SWS(LearngeneMethod):
+    """Stage-wise weight sharing (Xia et al., IJCAI 2024)."""
+
+    name = "sws"
+    formula_version = 1
+    formula = "block i = the shared block of stage layout[i]; stages are the aux net's weight-sharing groups"
+
+    def parse_spec(self, data: dict[str, Any]) -> dict[str, Any]:
+        return asdict(from_dict(SWSSpec, data, source="config", prefix="method."))
+
+    def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Each stage's block initialised independently as timm initialises ViT blocks."""
+        tensors = {}
+        for stage in range(len(spec["stages"])):
+            for name, param in block.named_parameters():
+                if param.ndim == 2:
+                    value = nn.init.trunc_normal_(torch.empty_like(param), std=0.02)
+                elif name.startswith(("norm1", "norm2")) and name.endswith("weight"):
+                    value = torch.ones_like(param)
+                else:
+                    value = torch.zeros_like(param)
+                tensors[f"stage{stage}.{name}"] = value.detach()
+        return tensors
+
+    def aux_layout(self, spec: dict[str, Any]) -> list[int]:
+        return [stage for stage, count in enumerate(spec["stages"]) for _ in range(count)]
+
+    def default_layout(self, depth: int, spec: dict[str, Any]) -> list[int]:
+        """Layer i takes the stage found at the same relative depth of the aux net (the aux layout at its depth)."""
+        aux = self.aux_layout(spec)
+        return [aux[i * len(aux) // depth] for i in range(depth)]
+
+    def check_layout(self, layout: list[int], spec: dict[str, Any]) -> None:
+        super().check_layout(layout, spec)
+        count = len(spec["stages"])
+        bad = [s for s in layout if not 0 <= s < count]
+        if bad:
+            raise ConfigError(
+                f"stage {bad[0]} in the layout, but this SWS learngene has {count} stages (0..{count - 1})"
+            )
+        if any(b < a for a, b in zip(layout, layout[1:])):
+            raise ConfigError(
+                f"the layout {layout} must not go back to an earlier stage (stages are in depth order)"
+            )
+
+    def layer_tensors(
+        self, tensors: dict[str, torch.Tensor], layer: int, layout: list[int], spec: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        prefix = f"stage{layout[layer]}."
+        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
