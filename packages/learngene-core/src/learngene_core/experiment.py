@@ -110,6 +110,7 @@ def train(
         "num_classes": run.splits.num_classes,
         "input_shape": list(run.splits.input_shape),
         "parameters": count_parameters(model),
+        "trainable_parameters": count_parameters(model, trainable_only=True),
         **(metadata or {}),
     }
     trainer = Trainer(
@@ -126,7 +127,7 @@ def train(
     if trainer.accelerator.is_main_process and not resume:
         save_config(cfg, output_dir / CONFIG_NAME)
     trainer.accelerator.print(
-        f"{run.splits.description}; model {cfg.model.name}: {meta['parameters']:,} parameters"
+        f"{run.splits.description}; model {cfg.model.name}: {meta['trainable_parameters']:,} trainable parameters"
     )
     return trainer.fit(resume=resume)
 
