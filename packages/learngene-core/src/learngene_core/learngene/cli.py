@@ -59,7 +59,11 @@ def build_parser(prog: str, description: str):
     exp = verbs.add_parser("expand", help="write a descendant of any depth as a plain timm checkpoint")
     exp.add_argument("--learngene", required=True, help="a learngene directory written by extract")
     exp.add_argument("--depth", required=True, help="descendant depth (>= 1)")
-    exp.add_argument("--layout", help="per-layer layout, e.g. 0,0,1,1,2 (default: the method's mapping)")
+    exp.add_argument(
+        "--layout",
+        "--stages",
+        help="per-layer layout, e.g. SWS stages 0,0,1,1,2 (default: the method's mapping)",
+    )
     exp.add_argument("--num-classes", type=int, help="classes of the new head (default: the learngene's)")
     exp.add_argument("--img-size", type=int, help="descendant image size (position embeddings are resized)")
     exp.add_argument("--load-head", action="store_true", help="copy the aux net's head (same classes only)")
@@ -72,7 +76,7 @@ def build_parser(prog: str, description: str):
     )
     train.add_argument("--learngene", help="with --init scratch: the learngene whose architecture to match")
     train.add_argument("--depth", required=True)
-    train.add_argument("--layout", help="per-layer layout (default: the method's mapping)")
+    train.add_argument("--layout", "--stages", help="per-layer layout (default: the method's mapping)")
     train.add_argument("--output-dir", required=True)
     train.add_argument("--resume", action="store_true")
 

@@ -36,12 +36,12 @@ def build_descendant(
             f"data has {channels} channels but the learngene expects {learngene.arch['in_chans']} (set data.channels)"
         )
     num_classes = run.splits.num_classes
+    set_seed(run.cfg.seed)  # fresh tensors (the head; everything for scratch) from the config's seed
     if init == "learngene":
         model, inheritance = expand(learngene, method, layout, num_classes, img_size=img_size)
         return model, summarize_inheritance(inheritance)
     if init != "scratch":
         raise ConfigError(f"unknown init '{init}'; use learngene:<dir> or scratch")
-    set_seed(run.cfg.seed)  # initialised like every run's model
     model = timm.create_model(
         VIT_NAME, pretrained=False, **descendant_kwargs(learngene, len(layout), num_classes, img_size)
     )

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from accelerate.utils import set_seed
 from torch import nn
 
 from .. import experiment
@@ -73,6 +74,7 @@ def extract(
             f"data '{cfg.data.name}' is not image classification; learngenes are extracted on images"
         )
     teacher, source = load_ancestry(cfg.ancestry, run.splits.num_classes, run.splits.input_shape)
+    set_seed(cfg.seed)  # the aux net and the fresh learngene are initialised from the config's seed
     template = aux_template(cfg, len(method.aux_layout(spec)), run.splits.num_classes, run.splits.input_shape)
     aux = AuxNet(template, method, spec)
     distiller = Distiller(teacher, run.task, cfg.distill, label_smoothing=cfg.train.label_smoothing)
