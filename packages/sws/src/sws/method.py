@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from learngene_core.config import from_dict
 from learngene_core.errors import ConfigError
-from learngene_core.learngene import LearngeneMethod
+from learngene_core.learngene.methods import LearngeneMethod, fresh_block_tensor
 
 
 @dataclass
@@ -32,23 +31,15 @@ class SWS(LearngeneMethod):
     name = "sws"
     formula_version = 1
     formula = "block i = the shared block of stage layout[i]; stages are the aux net's weight-sharing groups"
-
-    def parse_spec(self, data: dict[str, Any]) -> dict[str, Any]:
-        return asdict(from_dict(SWSSpec, data, source="config", prefix="method."))
+    spec_cls = SWSSpec
 
     def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Each stage's block initialised independently as timm initialises ViT blocks."""
-        tensors = {}
-        for stage in range(len(spec["stages"])):
-            for name, param in block.named_parameters():
-                if param.ndim == 2:
-                    value = nn.init.trunc_normal_(torch.empty_like(param), std=0.02)
-                elif name.startswith(("norm1", "norm2")) and name.endswith("weight"):
-                    value = torch.ones_like(param)
-                else:
-                    value = torch.zeros_like(param)
-                tensors[f"stage{stage}.{name}"] = value.detach()
-        return tensors
+        return {
+            f"stage{stage}.{name}": fresh_block_tensor(name, param)
+            for stage in range(len(spec["stages"]))
+            for name, param in block.named_parameters()
+        }
 
     def aux_layout(self, spec: dict[str, Any]) -> list[int]:
         return [stage for stage, count in enumerate(spec["stages"]) for _ in range(count)]

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from learngene_core.config import from_dict
 from learngene_core.errors import ConfigError
-from learngene_core.learngene import LearngeneMethod
+from learngene_core.learngene.methods import LearngeneMethod, fresh_block_tensor
 
 
 @dataclass
@@ -30,22 +29,15 @@ class TLEG(LearngeneMethod):
     name = "tleg"
     formula_version = 1
     formula = "block i (from 0) of an L-layer net = theta_A + (i / L) * theta_B"
-
-    def parse_spec(self, data: dict[str, Any]) -> dict[str, Any]:
-        return asdict(from_dict(TLEGSpec, data, source="config", prefix="method."))
+    spec_cls = TLEGSpec
 
     def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Linear weights A, B ~ trunc_normal(0.02), biases 0; LayerNorm gamma_A = 1, the rest 0 (the paper's init)."""
+        """The paper's init: A as a fresh timm block; B's matrices trunc_normal(0.02), its LN and biases 0."""
         tensors = {}
         for name, param in block.named_parameters():
-            is_norm = name.startswith(("norm1", "norm2"))
-            if param.ndim == 2:
-                a, b = (nn.init.trunc_normal_(torch.empty_like(param), std=0.02) for _ in range(2))
-            elif is_norm and name.endswith("weight"):
-                a, b = torch.ones_like(param), torch.zeros_like(param)
-            else:
-                a, b = torch.zeros_like(param), torch.zeros_like(param)
-            tensors[f"A.{name}"], tensors[f"B.{name}"] = a.detach(), b.detach()
+            tensors[f"A.{name}"] = fresh_block_tensor(name, param)
+            is_matrix = param.ndim == 2
+            tensors[f"B.{name}"] = fresh_block_tensor(name, param) if is_matrix else torch.zeros_like(param)
         return tensors
 
     def aux_layout(self, spec: dict[str, Any]) -> list[int]:

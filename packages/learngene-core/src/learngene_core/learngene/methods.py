@@ -7,12 +7,23 @@ expansion, artifacts) only calls these four methods, so a new learngene method i
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
 from torch import nn
 
+from ..config import from_dict
 from ..errors import ConfigError
+
+
+def fresh_block_tensor(name: str, param: torch.Tensor) -> torch.Tensor:
+    """A new tensor initialised as timm initialises a ViT block: matrices trunc_normal(0.02), LN weights 1, else 0."""
+    if param.ndim == 2:
+        return nn.init.trunc_normal_(torch.empty_like(param), std=0.02).detach()
+    if name.startswith(("norm1", "norm2")) and name.endswith("weight"):
+        return torch.ones_like(param).detach()
+    return torch.zeros_like(param).detach()
 
 
 class LearngeneMethod:
@@ -21,10 +32,11 @@ class LearngeneMethod:
     name = "learngene"
     formula_version = 1
     formula = ""  # the expansion rule in words, stored in every manifest
+    spec_cls: type = object  # a dataclass of the method's settings (the `method` section of a config)
 
     def parse_spec(self, data: dict[str, Any]) -> dict[str, Any]:
         """Validated method settings (the `method` section of a config) as plain data for the manifest."""
-        raise NotImplementedError
+        return asdict(from_dict(self.spec_cls, data, source="config", prefix="method."))
 
     def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Fresh learngene tensors for blocks shaped like `block` (a freshly initialised timm ViT block)."""
