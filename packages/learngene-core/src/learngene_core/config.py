@@ -143,7 +143,10 @@ def from_dict(cls: type[C], data: Any, *, source: str = "config", prefix: str = 
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         section = f"'{prefix.rstrip('.')}'" if prefix else "config"
-        raise ConfigError(f"{source}: bad value in {section}: {exc}") from None
+        message = str(exc)
+        if message.split(" ", 1)[0] in fields:  # "lr must be > 0" -> "train.lr must be > 0"
+            message = prefix + message
+        raise ConfigError(f"{source}: bad value in {section}: {message}") from None
 
 
 def _convert(tp: Any, value: Any, source: str, key: str) -> Any:

@@ -125,9 +125,11 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
 
     def _layout(args, learngene: Learngene) -> list[int]:
         depth = _depth(args.depth)
-        layout = _ints(args.layout) if args.layout else method.default_layout(depth, learngene.spec)
+        layout = (
+            _ints(args.layout) if args.layout is not None else method.default_layout(depth, learngene.spec)
+        )
         if len(layout) != depth:
-            raise ConfigError(f"--layout has {len(layout)} entries but --depth is {depth}")
+            raise ConfigError(f"--layout/--stages has {len(layout)} entries but --depth is {depth}")
         method.check_layout(layout, learngene.spec)
         return layout
 
