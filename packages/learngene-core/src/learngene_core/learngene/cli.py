@@ -112,6 +112,8 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
             cfg = load_config(args.config, overrides_of(args), ExperimentConfig, package)
             learngene = Learngene.load(args.learngene, method.name)
             depths = _ints(args.depths)
+            if not depths:
+                raise ConfigError(f"--depths needs at least one depth, e.g. 2,4,6; got '{args.depths}'")
             for depth in depths:
                 _depth(str(depth))
             rows = compare(learngene, method, cfg, depths, args.output_dir)
@@ -136,7 +138,14 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
     def _expand(args) -> None:
         learngene = Learngene.load(args.learngene, method.name)
         layout = _layout(args, learngene)
-        num_classes = args.num_classes or learngene.manifest["num_classes"]
+        patch = learngene.arch["patch_size"]
+        if args.img_size is not None and (args.img_size < patch or args.img_size % patch):
+            raise ConfigError(
+                f"--img-size must be a positive multiple of the patch size {patch}, got {args.img_size}"
+            )
+        if args.num_classes is not None and args.num_classes < 1:
+            raise ConfigError(f"--num-classes must be >= 1, got {args.num_classes}")
+        num_classes = args.num_classes if args.num_classes is not None else learngene.manifest["num_classes"]
         out = Path(args.output_dir)
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"output dir {out} is not empty; choose another")
