@@ -239,9 +239,8 @@ class Trainer:
                 if due or done:
                     self._save_last()
                 if done:
-                    if hasattr(
-                        batches, "end"
-                    ):  # leaving an accelerate loader early: unregister it as it would
+                    # leaving an accelerate loader early: unregister it from accelerate's state as it would
+                    if hasattr(batches, "end"):
                         batches.end()
                     break
         bar.close()
