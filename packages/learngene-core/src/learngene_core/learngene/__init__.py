@@ -3,11 +3,13 @@
 A method package defines one `LearngeneMethod` subclass (which tensors the learngene holds and how they
 generate each layer) and gets extraction by distillation, descendants of any depth as plain timm models
 with an inheritance map, training from a learngene, comparison against scratch and a console script.
+The backbone (`backbones.py`) is a timm ViT or a Hugging Face decoder LM (Llama-style or GPT-2).
 """
 
 from .anatomy import BLOCK_TENSORS, INHERITED_TENSORS, VIT_NAME, check_learngene_vit, vit_arch
 from .artifact import Learngene
 from .auxnet import AuxNet
+from .backbones import HF_CAUSAL_LM, TIMM_VIT, Backbone, backbone_named, backbone_of
 from .cli import method_cli
 from .config import AncestryConfig, ExtractConfig
 from .descendants import build_descendant, compare, format_table
@@ -19,11 +21,16 @@ __all__ = [
     "BLOCK_TENSORS",
     "INHERITED_TENSORS",
     "VIT_NAME",
+    "HF_CAUSAL_LM",
+    "TIMM_VIT",
     "AncestryConfig",
+    "Backbone",
     "AuxNet",
     "ExtractConfig",
     "Learngene",
     "LearngeneMethod",
+    "backbone_named",
+    "backbone_of",
     "build_descendant",
     "check_learngene_vit",
     "compare",

@@ -29,6 +29,11 @@ class Learngene:
         return self.manifest["method"]
 
     @property
+    def backbone(self) -> str:
+        """`timm-vit` or `hf-causal-lm` (manifests written before LMs were supported have none: timm-vit)."""
+        return self.manifest.get("backbone", "timm-vit")
+
+    @property
     def arch(self) -> dict[str, Any]:
         return self.manifest["arch"]
 
@@ -70,6 +75,14 @@ class Learngene:
 
     def check_model_kwargs(self, kwargs: dict[str, Any], where: str) -> None:
         """Refuse a model config whose width/heads/MLP/channels differ from the learngene's."""
+        if self.backbone != "timm-vit":
+            for key, value in kwargs.items():
+                if key in self.arch and value != self.arch[key]:
+                    raise ConfigError(
+                        f"{where}: {key}={value} but the {self.method} learngene has {key}={self.arch[key]}; "
+                        "a learngene initialises models of its own architecture (any depth) only"
+                    )
+            return
         for key in ARCH_KEYS:
             if key in kwargs and kwargs[key] != self.arch[key]:
                 raise ConfigError(

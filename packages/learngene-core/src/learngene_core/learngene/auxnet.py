@@ -1,4 +1,4 @@
-"""The auxiliary network: a timm ViT whose blocks are generated from learngene tensors on every forward.
+"""The auxiliary network: a timm ViT or Hugging Face causal LM whose layers are generated from learngene tensors on every forward.
 
 The template ViT supplies the inherited parts (patch/position embeddings, final norm, head) as ordinary
 parameters; its own block parameters are frozen placeholders. `forward` swaps in the blocks a method
@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torch.func import functional_call
 
-from .anatomy import BLOCK_TENSORS, check_learngene_vit
+from .backbones import Backbone, backbone_of
 from .methods import LearngeneMethod
 
 
@@ -23,23 +22,28 @@ def _key(name: str) -> str:  # ParameterDict keys may not contain dots
 
 
 class AuxNet(nn.Module):
-    """A learngene-generated ViT: layer i's block tensors are `method.layer_tensors(learngene, i, layout)`."""
+    """A learngene-generated net: layer i's tensors are `method.layer_tensors(learngene, i, layout)`."""
 
     def __init__(
         self,
-        template: VisionTransformer,
+        template: nn.Module,
         method: LearngeneMethod,
         spec: dict[str, Any],
         tensors: dict[str, torch.Tensor] | None = None,
+        backbone: Backbone | None = None,
     ) -> None:
         super().__init__()
-        self.template = check_learngene_vit(template, "the aux net")
+        self.backbone = backbone or backbone_of(template)
+        self.template = self.backbone.check(template, "the aux net")
         self.method, self.spec = method, spec
         self.layout = method.aux_layout(spec)
-        if len(self.layout) != len(template.blocks):
-            raise ValueError(f"aux layout has {len(self.layout)} layers, the template {len(template.blocks)}")
-        template.blocks.requires_grad_(False)  # placeholders: the learngene generates these
-        tensors = tensors if tensors is not None else method.init_tensors(template.blocks[0], spec)
+        layers = self.backbone.layers(template)
+        self.layers_path = self.backbone.layers_path(template)
+        self.layer_names = self.backbone.layer_names(template)
+        if len(self.layout) != len(layers):
+            raise ValueError(f"aux layout has {len(self.layout)} layers, the template {len(layers)}")
+        layers.requires_grad_(False)  # placeholders: the learngene generates these
+        tensors = tensors if tensors is not None else method.init_tensors(layers[0], spec)
         self.learngene = nn.ParameterDict(
             {_key(k): nn.Parameter(v.detach().clone()) for k, v in tensors.items()}
         )
@@ -49,13 +53,13 @@ class AuxNet(nn.Module):
         return {k.replace("__", "."): v for k, v in self.learngene.items()}
 
     def generated_state(self) -> dict[str, torch.Tensor]:
-        """Every block tensor of the aux net, as the method generates it from the learngene."""
+        """Every layer tensor of the aux net, as the method generates it from the learngene."""
         tensors = self.learngene_tensors()
         state = {}
         for i in range(len(self.layout)):
             layer = self.method.layer_tensors(tensors, i, self.layout, self.spec)
-            state.update({f"blocks.{i}.{n}": layer[n] for n in BLOCK_TENSORS})
+            state.update({f"{self.layers_path}.{i}.{n}": layer[n] for n in self.layer_names})
         return state
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.template, self.generated_state(), (x,), strict=False)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return functional_call(self.template, self.generated_state(), args, kwargs, strict=False)

@@ -15,7 +15,7 @@ from .anatomy import VIT_NAME
 from .artifact import Learngene
 from .config import ExtractConfig
 from .descendants import build_descendant, compare, format_table
-from .expand import descendant_kwargs, expand, save_descendant, summarize_inheritance
+from .expand import INHERITANCE_NAME, descendant_kwargs, expand, save_descendant, summarize_inheritance
 from .extract import extract
 from .methods import LearngeneMethod
 
@@ -138,6 +138,9 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
     def _expand(args) -> None:
         learngene = Learngene.load(args.learngene, method.name)
         layout = _layout(args, learngene)
+        if learngene.backbone != "timm-vit":
+            _expand_lm(args, learngene, layout)
+            return
         patch = learngene.arch["patch_size"]
         if args.img_size is not None and (args.img_size < patch or args.img_size % patch):
             raise ConfigError(
@@ -159,6 +162,23 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
         print(
             f"saved to {out}: timm.create_model('{VIT_NAME}', **kwargs) of {out / 'config.json'} + strict load"
         )
+
+    def _expand_lm(args, learngene: Learngene, layout: list[int]) -> None:
+        """A causal-LM descendant saved with `save_pretrained` (+ inheritance.json): AutoModelForCausalLM loads it."""
+        if args.img_size is not None or args.num_classes is not None or args.load_head:
+            raise ConfigError(
+                "--img-size, --num-classes and --load-head apply to ViT learngenes only "
+                "(an LM descendant copies the learngene's embeddings and LM head)"
+            )
+        out = Path(args.output_dir)
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"output dir {out} is not empty; choose another")
+        model, inheritance = expand(learngene, method, layout)
+        model.save_pretrained(out)
+        (out / INHERITANCE_NAME).write_text(json.dumps(inheritance, indent=2))
+        print(f"descendant: depth {len(layout)}, layout {layout}, {count_parameters(model):,} parameters")
+        print(f"inheritance: {summarize_inheritance(inheritance)}")
+        print(f"saved to {out}: AutoModelForCausalLM.from_pretrained('{out}')")
 
     def _train(args) -> None:
         cfg = load_config(args.config, overrides_of(args), ExperimentConfig, package)

@@ -17,6 +17,7 @@ from ..metrics import METRICS_NAME, read_metrics
 from ..models import count_parameters
 from .anatomy import VIT_NAME
 from .artifact import Learngene
+from .backbones import TIMM_VIT, backbone_named
 from .expand import descendant_kwargs, expand, summarize_inheritance
 from .methods import LearngeneMethod
 
@@ -30,6 +31,15 @@ def build_descendant(
 ) -> tuple[nn.Module, str]:
     """A descendant for `run`'s data: `init` is "learngene" (expanded) or "scratch" (timm init, same shape)."""
     learngene.check_model_kwargs(run.cfg.model.kwargs, "model.kwargs")
+    backbone = backbone_named(learngene.backbone)
+    if backbone.name != TIMM_VIT:  # a causal LM: embeddings and head are bound to the learngene's vocabulary
+        set_seed(run.cfg.seed)
+        if init == "learngene":
+            model, inheritance = expand(learngene, method, layout)
+            return model, summarize_inheritance(inheritance)
+        if init != "scratch":
+            raise ConfigError(f"unknown init '{init}'; use learngene:<dir> or scratch")
+        return backbone.create(learngene.arch, len(layout)), "scratch: every tensor freshly initialised"
     channels, img_size = run.splits.input_shape[0], run.splits.input_shape[1]
     if channels != learngene.arch["in_chans"]:
         raise ConfigError(

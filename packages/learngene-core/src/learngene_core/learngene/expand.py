@@ -1,4 +1,4 @@
-"""Expansion: a learngene becomes an ordinary timm VisionTransformer of any depth, with an inheritance map.
+"""Expansion: a learngene becomes an ordinary timm ViT or Hugging Face causal LM of any depth, with an inheritance map.
 
 Every tensor of the descendant is accounted for: `expanded` (generated from the learngene), `copied`
 (inherited as is), `resized` (position embedding interpolated / patch embedding resampled to a new image or
@@ -17,11 +17,13 @@ import timm
 import torch
 from timm.layers import resample_abs_pos_embed, resample_patch_embed
 from timm.models.vision_transformer import VisionTransformer
+from torch import nn
 
 from ..checkpoint import WEIGHTS_NAME, save_weights, write_dir_atomically
 from ..errors import ConfigError
 from .anatomy import BLOCK_TENSORS, HEAD_TENSORS, VIT_NAME
 from .artifact import Learngene
+from .backbones import TIMM_VIT, Backbone, backbone_named
 from .methods import LearngeneMethod
 
 DESCENDANT_CONFIG = "config.json"
@@ -49,14 +51,24 @@ def expand(
     learngene: Learngene,
     method: LearngeneMethod,
     layout: list[int],
-    num_classes: int,
+    num_classes: int | None = None,
     *,
     img_size: int | None = None,
     patch_size: int | None = None,
     load_head: bool = False,
-) -> tuple[VisionTransformer, dict[str, str]]:
-    """Build the descendant of `layout` (one entry per layer) and return it with its inheritance map."""
+) -> tuple[nn.Module, dict[str, str]]:
+    """Build the descendant of `layout` (one entry per layer) and return it with its inheritance map.
+
+    A ViT learngene gives a timm VisionTransformer (`num_classes` sizes its new head); an LM learngene gives a
+    Hugging Face causal LM whose embeddings, final norm and LM head are copied (`num_classes`, `img_size`,
+    `patch_size` and `load_head` do not apply).
+    """
     method.check_layout(layout, learngene.spec)
+    backbone = backbone_named(learngene.backbone)
+    if backbone.name != TIMM_VIT:
+        return _expand_lm(learngene, method, layout, backbone)
+    if num_classes is None:
+        num_classes = learngene.manifest["num_classes"]
     kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, patch_size)
     model = timm.create_model(VIT_NAME, pretrained=False, **kwargs)
     state = model.state_dict()
@@ -76,6 +88,30 @@ def expand(
                     f"cannot copy the head: the learngene's head does not fit {num_classes} classes (drop load_head)"
                 )
             state[name], inheritance[name] = source.clone(), "copied"
+    model.load_state_dict(state, strict=True)
+    return model, inheritance
+
+
+def _expand_lm(
+    learngene: Learngene, method: LearngeneMethod, layout: list[int], backbone: Backbone
+) -> tuple[nn.Module, dict[str, str]]:
+    """A causal LM of len(layout) layers: layers generated, every other tensor copied from the learngene."""
+    model = backbone.create(learngene.arch, len(layout))
+    state = model.state_dict()
+    inheritance = {name: "fresh" for name in state}
+    prefix, names = backbone.layers_path(model), backbone.layer_names(model)
+    for i in range(len(layout)):
+        layer = method.layer_tensors(learngene.tensors, i, layout, learngene.spec)
+        for name in names:
+            state[f"{prefix}.{i}.{name}"] = layer[name].detach().clone()
+            inheritance[f"{prefix}.{i}.{name}"] = "expanded"
+    for name in backbone.inherited_names(model):
+        source = learngene.tensors.get(f"inherited.{name}")
+        if source is None or source.shape != state[name].shape:
+            raise ConfigError(
+                f"the learngene has no inherited tensor '{name}' of shape {tuple(state[name].shape)}"
+            )
+        state[name], inheritance[name] = source.clone(), "copied"
     model.load_state_dict(state, strict=True)
     return model, inheritance
 

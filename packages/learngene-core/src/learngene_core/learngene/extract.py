@@ -15,9 +15,10 @@ from ..config import ExperimentConfig, ModelConfig, from_dict, to_dict
 from ..distill import Distiller
 from ..errors import CheckpointError, ConfigError
 from ..models import build_model, count_parameters
-from .anatomy import HEAD_TENSORS, INHERITED_TENSORS, VIT_NAME, vit_arch
+from .anatomy import VIT_NAME
 from .artifact import Learngene
 from .auxnet import AuxNet
+from .backbones import HFCausalLM
 from .config import AncestryConfig, ExtractConfig
 from .methods import LearngeneMethod
 
@@ -25,7 +26,7 @@ AUX_RUN = "aux-run"
 
 
 def load_ancestry(
-    cfg: AncestryConfig, num_classes: int, input_shape: tuple[int, ...]
+    cfg: AncestryConfig, num_classes: int | None, input_shape: tuple[int, ...], vocab_size: int | None = None
 ) -> tuple[nn.Module, str]:
     """The ancestry model with its trained weights, and a one-line description of where it came from."""
     if cfg.run:
@@ -39,7 +40,10 @@ def load_ancestry(
         weights = run / cfg.checkpoint
         meta = read_metadata(weights)
         model = build_model(
-            run_cfg.model, num_classes=meta["num_classes"], input_shape=tuple(meta["input_shape"])
+            run_cfg.model,
+            num_classes=meta["num_classes"],
+            input_shape=tuple(meta["input_shape"]),
+            vocab_size=vocab_size,
         )
         load_model_weights(model, weights)
         return model, f"{run_cfg.model.name} from {weights}"
@@ -48,12 +52,26 @@ def load_ancestry(
             "set ancestry.run=<run dir of learngene train> or ancestry.model with model.checkpoint"
         )
     return build_model(
-        cfg.model, num_classes=num_classes, input_shape=input_shape
+        cfg.model, num_classes=num_classes, input_shape=input_shape, vocab_size=vocab_size
     ), f"{cfg.model.name} from {cfg.model.checkpoint}"
 
 
-def aux_template(cfg: ExtractConfig, depth: int, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-    """The timm ViT the aux net is built on (average pooling, no class token, `depth` blocks)."""
+def aux_template(
+    cfg: ExtractConfig,
+    depth: int,
+    num_classes: int | None,
+    input_shape: tuple[int, ...],
+    vocab_size: int | None = None,
+) -> nn.Module:
+    """The net the aux net is built on: a timm ViT (average pooling, no class token, `depth` blocks), or with
+    model.source=hf a Hugging Face causal LM of `model.name` (e.g. llama, gpt2) and `model.kwargs`, `depth` layers.
+    """
+    if cfg.model.source == "hf":
+        from transformers import AutoConfig
+
+        key = HFCausalLM.depth_key(AutoConfig.for_model(cfg.model.name))
+        model_cfg = ModelConfig("hf", cfg.model.name, {**cfg.model.kwargs, key: depth})
+        return build_model(model_cfg, vocab_size=vocab_size)
     kwargs = {**cfg.model.kwargs, "depth": depth, "class_token": False, "global_pool": "avg"}
     return build_model(
         ModelConfig("timm", VIT_NAME, kwargs), num_classes=num_classes, input_shape=input_shape
@@ -69,13 +87,19 @@ def extract(
         raise CheckpointError(f"output dir {output_dir} is not empty; pass --resume or choose another")
     spec = method.parse_spec(cfg.method)
     run = experiment.prepare_run(cfg)
-    if run.splits.num_classes is None:
+    splits = run.splits
+    lm = cfg.model.source == "hf"
+    if lm and splits.task != "causal-lm":
+        raise ConfigError(f"data '{cfg.data.name}' is not text; an LM learngene is extracted on token data")
+    if not lm and splits.num_classes is None:
         raise ConfigError(
-            f"data '{cfg.data.name}' is not image classification; learngenes are extracted on images"
+            f"data '{cfg.data.name}' is not image classification; ViT learngenes are extracted on images "
+            "(set model.source=hf for a causal LM)"
         )
-    teacher, source = load_ancestry(cfg.ancestry, run.splits.num_classes, run.splits.input_shape)
+    teacher, source = load_ancestry(cfg.ancestry, splits.num_classes, splits.input_shape, splits.vocab_size)
     set_seed(cfg.seed)  # the aux net and the fresh learngene are initialised from the config's seed
-    template = aux_template(cfg, len(method.aux_layout(spec)), run.splits.num_classes, run.splits.input_shape)
+    depth = len(method.aux_layout(spec))
+    template = aux_template(cfg, depth, splits.num_classes, splits.input_shape, splits.vocab_size)
     aux = AuxNet(template, method, spec)
     distiller = Distiller(teacher, run.task, cfg.distill, label_smoothing=cfg.train.label_smoothing)
     metrics = experiment.train(
@@ -96,18 +120,19 @@ def _collect(
     ancestry_parameters: int,
     data: str,
 ) -> Learngene:
-    state = aux.template.state_dict()
+    state, backbone = aux.template.state_dict(), aux.backbone
     tensors = {k: v.detach().clone() for k, v in aux.learngene_tensors().items()}
-    tensors.update({f"inherited.{n}": state[n].clone() for n in INHERITED_TENSORS})
-    tensors.update({n: state[n].clone() for n in HEAD_TENSORS})
+    tensors.update({f"inherited.{n}": state[n].clone() for n in backbone.inherited_names(aux.template)})
+    tensors.update({n: state[n].clone() for n in backbone.head_names(aux.template)})
     manifest = {
         "method": method.name,
+        "backbone": backbone.name,
         "formula_version": method.formula_version,
         "formula": method.formula,
-        "arch": vit_arch(aux.template),
+        "arch": backbone.arch(aux.template),
         "spec": spec,
         "aux_layout": aux.layout,
-        "num_classes": aux.template.num_classes,
+        "num_classes": getattr(aux.template, "num_classes", None),
         "ancestry": {"source": source, "parameters": ancestry_parameters},
         "data": data,
         "config": to_dict(cfg),

@@ -18,10 +18,14 @@ from ..errors import ConfigError
 
 
 def fresh_block_tensor(name: str, param: torch.Tensor) -> torch.Tensor:
-    """A new tensor initialised as timm initialises a ViT block: matrices trunc_normal(0.02), LN weights 1, else 0."""
+    """A new tensor initialised as timm initialises a ViT block: matrices trunc_normal(0.02), norm weights 1, else 0.
+
+    Norm weights are recognised by name (`norm1.weight`, `input_layernorm.weight`, GPT-2 `ln_1.weight`); any 2-D
+    tensor is a matrix (GPT-2's Conv1D weights included).
+    """
     if param.ndim == 2:
         return nn.init.trunc_normal_(torch.empty_like(param), std=0.02).detach()
-    if name.startswith(("norm1", "norm2")) and name.endswith("weight"):
+    if ("norm" in name or "ln_" in name) and name.endswith("weight"):
         return torch.ones_like(param).detach()
     return torch.zeros_like(param).detach()
 
@@ -39,7 +43,7 @@ class LearngeneMethod:
         return asdict(from_dict(self.spec_cls, data, source="config", prefix="method."))
 
     def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Fresh learngene tensors for blocks shaped like `block` (a freshly initialised timm ViT block)."""
+        """Fresh learngene tensors for blocks shaped like `block` (a freshly initialised layer of the backbone)."""
         raise NotImplementedError
 
     def aux_layout(self, spec: dict[str, Any]) -> list[int]:
@@ -58,5 +62,5 @@ class LearngeneMethod:
     def layer_tensors(
         self, tensors: dict[str, torch.Tensor], layer: int, layout: list[int], spec: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
-        """The block tensors (keyed like BLOCK_TENSORS) of layer `layer` of a net with this layout."""
+        """The tensors of layer `layer` of a net with this layout, keyed as in one layer's state_dict."""
         raise NotImplementedError

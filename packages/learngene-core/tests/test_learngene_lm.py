@@ -1,0 +1,232 @@
+"""The shared learngene machinery on Hugging Face decoder LMs (Llama-style `model.layers`, GPT-2 `transformer.h`).
+
+Exercised through a toy method defined here (layer i = base + layout[i] * delta over whatever tensors a layer
+has), so nothing from a method package is imported. Models are built offline from configs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from learngene_core.errors import ConfigError
+from learngene_core.learngene import AuxNet, Learngene, LearngeneMethod, backbone_named, backbone_of, expand
+from learngene_core.learngene.methods import fresh_block_tensor
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+VOCAB, AUX_DEPTH = 64, 4
+LM_KWARGS: dict[str, dict[str, Any]] = {
+    "llama": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+    ),
+    "gpt2": dict(n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0),
+}
+DEPTH_KEY = {"llama": "num_hidden_layers", "gpt2": "n_layer"}
+LAYERS = {"llama": "model.layers", "gpt2": "transformer.h"}
+INHERITED = {
+    "llama": {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"},
+    "gpt2": {
+        "transformer.wte.weight",
+        "transformer.wpe.weight",
+        "transformer.ln_f.weight",
+        "transformer.ln_f.bias",
+        "lm_head.weight",
+    },
+}
+
+
+class ShiftMethod(LearngeneMethod):
+    """A toy learngene: `base.*` and `delta.*` per layer tensor; layer i = base + layout[i] * delta."""
+
+    name = "shift"
+    formula = "layer i = base + layout[i] * delta"
+
+    def parse_spec(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {"depth": int(data.get("depth", AUX_DEPTH))}
+
+    def init_tensors(self, block: nn.Module, spec: dict[str, Any]) -> dict[str, torch.Tensor]:
+        gen = torch.Generator().manual_seed(7)
+        tensors = {}
+        for name, param in block.named_parameters():
+            tensors[f"base.{name}"] = param.detach().clone() + 0.05 * torch.randn(param.shape, generator=gen)
+            tensors[f"delta.{name}"] = 0.05 * torch.randn(param.shape, generator=gen)
+        return tensors
+
+    def aux_layout(self, spec: dict[str, Any]) -> list[int]:
+        return list(range(spec["depth"]))
+
+    def default_layout(self, depth: int, spec: dict[str, Any]) -> list[int]:
+        return list(range(depth))
+
+    def layer_tensors(self, tensors, layer, layout, spec):
+        k = layout[layer]
+        names = [n.removeprefix("base.") for n in tensors if n.startswith("base.")]
+        return {n: tensors[f"base.{n}"] + k * tensors[f"delta.{n}"] for n in names}
+
+
+METHOD = ShiftMethod()
+SPEC = METHOD.parse_spec({"depth": AUX_DEPTH})
+
+
+def make_lm(kind: str, depth: int = AUX_DEPTH, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: depth})
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():  # norms start at 1 (and 0): make copies distinguishable
+        for name, param in model.named_parameters():
+            if not name.startswith(LAYERS[kind]):
+                param.add_(0.1 * torch.randn_like(param))
+    return model.eval()
+
+
+def make_learngene(kind: str, seed: int = 0) -> tuple[Learngene, AuxNet]:
+    """A learngene as extraction saves it, from an (untrained) aux LM of the toy method."""
+    template = make_lm(kind, seed=seed)
+    aux = AuxNet(template, METHOD, SPEC)
+    backbone = aux.backbone
+    state = template.state_dict()
+    tensors = {k: v.detach().clone() for k, v in aux.learngene_tensors().items()}
+    tensors.update({f"inherited.{n}": state[n].clone() for n in backbone.inherited_names(template)})
+    manifest = {
+        "method": METHOD.name,
+        "backbone": backbone.name,
+        "arch": backbone.arch(template),
+        "spec": SPEC,
+        "aux_layout": aux.layout,
+        "num_classes": None,
+    }
+    return Learngene(tensors, manifest), aux
+
+
+def tokens(n: int = 2, length: int = 12, seed: int = 1) -> torch.Tensor:
+    return torch.randint(VOCAB, (n, length), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_backbone_anatomy_of_llama_and_gpt2(kind):
+    model = make_lm(kind)
+    backbone = backbone_of(model)
+    assert backbone.name == "hf-causal-lm" and backbone_named("hf-causal-lm") is backbone
+    assert backbone.layers_path(model) == LAYERS[kind]
+    assert len(backbone.layers(model)) == AUX_DEPTH
+    assert set(backbone.inherited_names(model)) == INHERITED[kind]
+    assert backbone.head_names(model) == ()
+    arch = backbone.arch(model)
+    assert arch["model_type"] == kind and DEPTH_KEY[kind] not in arch and "num_hidden_layers" not in arch
+    rebuilt = backbone.create(arch, 2)
+    assert len(backbone.layers(rebuilt)) == 2
+    assert rebuilt.config.vocab_size == VOCAB and rebuilt.config.hidden_size == 32
+
+
+def test_old_manifest_without_backbone_means_timm_vit():
+    assert Learngene({}, {"method": "x", "arch": {}, "spec": {}}).backbone == "timm-vit"
+    assert backbone_named(None).name == "timm-vit"
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "kind"),
+    [
+        ("input_layernorm.weight", (32,), "ones"),
+        ("post_attention_layernorm.weight", (32,), "ones"),
+        ("ln_1.weight", (32,), "ones"),
+        ("ln_2.bias", (32,), "zeros"),
+        ("norm1.weight", (32,), "ones"),
+        ("attn.c_attn.weight", (32, 96), "normal"),  # GPT-2 Conv1D
+        ("attn.c_attn.bias", (96,), "zeros"),
+        ("self_attn.q_proj.weight", (32, 32), "normal"),
+    ],
+)
+def test_fresh_block_tensor_recognises_norms_of_vits_and_lms(name, shape, kind):
+    torch.manual_seed(0)
+    out = fresh_block_tensor(name, torch.empty(shape))
+    if kind == "ones":
+        assert torch.equal(out, torch.ones(shape))
+    elif kind == "zeros":
+        assert torch.equal(out, torch.zeros(shape))
+    else:
+        assert 0.015 < out.std() < 0.025 and abs(out.mean()) < 0.005
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_aux_lm_forward_equals_hf_model_loaded_with_generated_layers(kind):
+    template = make_lm(kind)
+    aux = AuxNet(template, METHOD, SPEC).eval()
+    plain = AutoModelForCausalLM.from_config(template.config)
+    state = {k: v for k, v in template.state_dict().items() if not k.startswith(LAYERS[kind])}
+    state.update(aux.generated_state())
+    plain.load_state_dict(state, strict=True)
+    x = tokens()
+    with torch.no_grad():
+        out, expected = aux(input_ids=x).logits, plain.eval()(input_ids=x).logits
+        placeholders = template(input_ids=x).logits
+    assert out.shape == (2, 12, VOCAB)
+    assert torch.allclose(out, expected, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(out, placeholders, atol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_aux_lm_gradients_reach_the_learngene_only(kind):
+    aux = AuxNet(make_lm(kind), METHOD, SPEC)
+    x = tokens()
+    aux(input_ids=x).logits.sum().backward()
+    assert all(p.grad is not None for p in aux.learngene.parameters())
+    assert all(p.grad is None for p in aux.backbone.layers(aux.template).parameters())
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+@pytest.mark.parametrize("depth", [2, 8])
+def test_expand_lm_generates_layers_copies_the_rest_and_loads_strictly(kind, depth):
+    lg, _ = make_learngene(kind)
+    layout = list(range(depth))
+    model, inheritance = expand(lg, METHOD, layout)
+    assert type(model).__name__ == {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[kind]
+    prefix = LAYERS[kind]
+    layer_names = [n for n, _ in make_lm(kind, depth=1).get_submodule(prefix)[0].named_parameters()]
+    state = model.state_dict()
+    for i in range(depth):
+        for n in layer_names:
+            expected = lg.tensors[f"base.{n}"] + i * lg.tensors[f"delta.{n}"]
+            assert torch.equal(state[f"{prefix}.{i}.{n}"], expected), (i, n)
+            assert inheritance[f"{prefix}.{i}.{n}"] == "expanded"
+    for n in INHERITED[kind]:
+        assert inheritance[n] == "copied"
+        assert torch.equal(state[n], lg.tensors[f"inherited.{n}"])
+    assert set(inheritance.values()) == {"expanded", "copied"}
+    # a user with transformers alone: from_config + strict load
+    config = AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: depth})
+    plain = AutoModelForCausalLM.from_config(config)
+    plain.load_state_dict(state, strict=True)
+    x = tokens()
+    with torch.no_grad():
+        assert torch.equal(plain.eval()(input_ids=x).logits, model.eval()(input_ids=x).logits)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_expand_lm_at_aux_layout_reproduces_the_aux_net(kind):
+    lg, aux = make_learngene(kind)
+    model, _ = expand(lg, METHOD, aux.layout)
+    x = tokens()
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(input_ids=x).logits, aux.eval()(input_ids=x).logits, atol=1e-6)
+
+
+def test_lm_learngene_round_trips_and_refuses_other_width(tmp_path):
+    lg, _ = make_learngene("llama")
+    lg.save(tmp_path / "lg")
+    back = Learngene.load(tmp_path / "lg", method="shift")
+    assert back.backbone == "hf-causal-lm" and back.manifest == lg.manifest
+    model, _ = expand(back, METHOD, [0, 1])
+    assert model.config.num_hidden_layers == 2
+    back.check_model_kwargs({"hidden_size": 32, "num_hidden_layers": 9}, "model.kwargs")
+    with pytest.raises(ConfigError, match="hidden_size"):
+        back.check_model_kwargs({"hidden_size": 48}, "model.kwargs")
