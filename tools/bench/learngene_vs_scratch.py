@@ -58,8 +58,8 @@ def main() -> None:
             fraction = lg.epochs_to_scratch_final / args.epochs if lg.epochs_to_scratch_final else None
             shown = f"{fraction:.2f}" if fraction is not None else "not reached"
             print(
-                f"| {r.method} | {depth} | {shown} | {lg.first_epoch_val_accuracy:.3f} / {sc.first_epoch_val_accuracy:.3f} "
-                f"| {lg.final_test_accuracy:.3f} / {sc.final_test_accuracy:.3f} "
+                f"| {r.method} | {depth} | {shown} | {lg.first_epoch_val:.3f} / {sc.first_epoch_val:.3f} "
+                f"| {lg.final_test:.3f} / {sc.final_test:.3f} "
                 f"| {r.learngene_parameters:,} / {r.ancestry_parameters:,} = {r.learngene_parameters / r.ancestry_parameters:.2f} |"
             )
             summary.append(
@@ -67,10 +67,10 @@ def main() -> None:
                     "method": r.method,
                     "depth": depth,
                     "budget_fraction": fraction,
-                    "learngene_first_epoch_val": lg.first_epoch_val_accuracy,
-                    "scratch_first_epoch_val": sc.first_epoch_val_accuracy,
-                    "learngene_final_test": lg.final_test_accuracy,
-                    "scratch_final_test": sc.final_test_accuracy,
+                    "learngene_first_epoch_val": lg.first_epoch_val,
+                    "scratch_first_epoch_val": sc.first_epoch_val,
+                    "learngene_final_test": lg.final_test,
+                    "scratch_final_test": sc.final_test,
                     "learngene_parameters": r.learngene_parameters,
                     "ancestry_parameters": r.ancestry_parameters,
                 }

@@ -170,3 +170,42 @@ def test_tleg_expand_cli_writes_an_lm_descendant_transformers_loads(extracted, t
     assert inheritance["model.layers.2.mlp.up_proj.weight"] == "expanded"
     bad = ["expand", "--learngene", str(directory), "--depth", "2", "--img-size", "32"]
     assert main([*bad, "--output-dir", str(tmp_path / "bad")]) != 0
+
+
+def test_tleg_train_from_an_lm_learngene_beats_scratch_on_loss(extracted, tmp_path):
+    """`tleg train --init learngene:DIR` builds a 2-layer Llama from the learngene; scratch gets the same shape."""
+    import yaml
+
+    from tleg.cli import main
+
+    directory, _, _ = extracted
+    config = tmp_path / "descendant.yaml"
+    train = {"epochs": 2, "lr": 3e-3, "progress": False, "best_metric": "loss", "best_mode": "min"}
+    config.write_text(
+        yaml.safe_dump({"model": {"source": "hf", "name": "llama"}, "data": DATA, "train": train})
+    )
+    common = ["--depth", "2", "--config", str(config)]
+    assert (
+        main(["train", "--init", f"learngene:{directory}", *common, "--output-dir", str(tmp_path / "lg")])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--init",
+                "scratch",
+                "--learngene",
+                str(directory),
+                *common,
+                "--output-dir",
+                str(tmp_path / "sc"),
+            ]
+        )
+        == 0
+    )
+    test_loss = {
+        run: next(r["loss"] for r in read_metrics(tmp_path / run / "metrics.jsonl") if r["split"] == "test")
+        for run in ("lg", "sc")
+    }
+    assert test_loss["lg"] < test_loss["sc"], test_loss

@@ -102,7 +102,8 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
             print(
                 f"{method.name} learngene: {sizes['learngene']:,} parameters "
                 f"({sizes['learngene'] / sizes['ancestry']:.1%} of the ancestry's {sizes['ancestry']:,}); "
-                f"aux net test accuracy {metrics.get('accuracy', float('nan')):.4f}; saved to {args.output_dir}"
+                f"aux net test {cfg.train.best_metric} {metrics.get(cfg.train.best_metric, float('nan')):.4f}; "
+                f"saved to {args.output_dir}"
             )
         elif args.verb == "expand":
             _expand(args)

@@ -60,20 +60,21 @@ def build_descendant(
 
 @dataclass
 class CompareRow:
+    """One descendant of a comparison, measured on the config's `train.best_metric` (accuracy or loss)."""
+
     depth: int
     parameters: int
     init: str
-    first_epoch_val_accuracy: float
-    final_test_accuracy: float
-    epochs_to_scratch_final: (
-        float | None
-    )  # first epoch whose val accuracy reaches scratch's final val accuracy
+    metric: str
+    first_epoch_val: float
+    final_test: float
+    epochs_to_scratch_final: int | None  # first epoch whose val metric is as good as scratch's final one
     val_curve: list[float]
 
 
-def _val_curve(run_dir: Path) -> list[float]:
+def _val_curve(run_dir: Path, metric: str) -> list[float]:
     records = read_metrics(run_dir / METRICS_NAME)
-    return [r["accuracy"] for r in records if r["split"] == "val"]
+    return [r[metric] for r in records if r["split"] == "val"]
 
 
 def compare(
@@ -83,11 +84,16 @@ def compare(
     depths: list[int],
     output_dir: str | Path,
 ) -> list[CompareRow]:
-    """Train learngene- and scratch-initialised descendants of each depth on the same data and budget."""
+    """Train learngene- and scratch-initialised descendants of each depth on the same data and budget.
+
+    Curves and targets use `cfg.train.best_metric` in the direction of `cfg.train.best_mode` (accuracy for
+    images, loss for LMs in the shipped presets).
+    """
     if cfg.train.eval_every or cfg.train.max_steps:
         raise ConfigError("compare measures epochs: leave train.eval_every and train.max_steps unset")
     output_dir = Path(output_dir)
     run = experiment.prepare_run(cfg)
+    metric, higher_is_better = cfg.train.best_metric, cfg.train.best_mode == "max"
     rows: list[CompareRow] = []
     for depth in depths:
         layout = method.default_layout(depth, learngene.spec)
@@ -99,11 +105,13 @@ def compare(
             test = experiment.train(
                 cfg, run_dir, model=model, run=run, metadata={"init": init, "depth": depth}
             )
-            curves[init] = (_val_curve(run_dir), test.get("accuracy", float("nan")), count_parameters(model))
+            curve = _val_curve(run_dir, metric)
+            curves[init] = (curve, test.get(metric, float("nan")), count_parameters(model))
         target = curves["scratch"][0][-1]
-        for init, (curve, test_acc, params) in curves.items():
-            reached = next((i + 1 for i, acc in enumerate(curve) if acc >= target), None)
-            rows.append(CompareRow(depth, params, init, curve[0], test_acc, reached, curve))
+        for init, (curve, test_value, params) in curves.items():
+            good = [v >= target if higher_is_better else v <= target for v in curve]
+            reached = next((i + 1 for i, ok in enumerate(good) if ok), None)
+            rows.append(CompareRow(depth, params, init, metric, curve[0], test_value, reached, curve))
     (output_dir / "compare.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))
     plot_compare(rows, output_dir / "compare.png", cfg.train.epochs)
     return rows
@@ -111,15 +119,15 @@ def compare(
 
 def format_table(rows: list[CompareRow], epochs: int) -> str:
     """A markdown table of a comparison."""
+    metric = rows[0].metric if rows else "accuracy"
     lines = [
-        "| depth | init | parameters | val acc after 1 epoch | final test acc | epochs to scratch's final |",
+        f"| depth | init | parameters | val {metric} after 1 epoch | final test {metric} | epochs to scratch's final |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
         reach = f"{r.epochs_to_scratch_final}/{epochs}" if r.epochs_to_scratch_final else f"not in {epochs}"
         lines.append(
-            f"| {r.depth} | {r.init} | {r.parameters:,} | {r.first_epoch_val_accuracy:.3f} | "
-            f"{r.final_test_accuracy:.3f} | {reach} |"
+            f"| {r.depth} | {r.init} | {r.parameters:,} | {r.first_epoch_val:.3f} | {r.final_test:.3f} | {reach} |"
         )
     return "\n".join(lines)
 
@@ -140,7 +148,7 @@ def plot_compare(rows: list[CompareRow], path: Path, epochs: int) -> None:
         ax.set_title(f"depth {depth}")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("val accuracy")
+    axes[0][0].set_ylabel(f"val {rows[0].metric}")
     axes[0][0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
