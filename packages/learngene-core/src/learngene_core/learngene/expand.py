@@ -73,11 +73,7 @@ def expand(
     model = timm.create_model(VIT_NAME, pretrained=False, **kwargs)
     state = model.state_dict()
     inheritance = {name: "fresh" for name in state}
-    for i in range(len(layout)):
-        layer = method.layer_tensors(learngene.tensors, i, layout, learngene.spec)
-        for name in BLOCK_TENSORS:
-            state[f"blocks.{i}.{name}"] = layer[name].detach().clone()
-            inheritance[f"blocks.{i}.{name}"] = "expanded"
+    _expand_layers(learngene, method, layout, state, inheritance, "blocks", BLOCK_TENSORS)
     for name, how in _inherited(learngene, model).items():
         state[name], inheritance[name] = how
     if load_head:
@@ -100,11 +96,7 @@ def _expand_lm(
     state = model.state_dict()
     inheritance = {name: "fresh" for name in state}
     prefix, names = backbone.layers_path(model), backbone.layer_names(model)
-    for i in range(len(layout)):
-        layer = method.layer_tensors(learngene.tensors, i, layout, learngene.spec)
-        for name in names:
-            state[f"{prefix}.{i}.{name}"] = layer[name].detach().clone()
-            inheritance[f"{prefix}.{i}.{name}"] = "expanded"
+    _expand_layers(learngene, method, layout, state, inheritance, prefix, names)
     for name in backbone.inherited_names(model):
         source = learngene.tensors.get(f"inherited.{name}")
         if source is None or source.shape != state[name].shape:
@@ -114,6 +106,23 @@ def _expand_lm(
         state[name], inheritance[name] = source.clone(), "copied"
     model.load_state_dict(state, strict=True)
     return model, inheritance
+
+
+def _expand_layers(
+    learngene: Learngene,
+    method: LearngeneMethod,
+    layout: list[int],
+    state: dict[str, torch.Tensor],
+    inheritance: dict[str, str],
+    prefix: str,
+    names: tuple[str, ...],
+) -> None:
+    """Write every layer's tensors, generated from the learngene, into `state` and mark them expanded."""
+    for i in range(len(layout)):
+        layer = method.layer_tensors(learngene.tensors, i, layout, learngene.spec)
+        for name in names:
+            state[f"{prefix}.{i}.{name}"] = layer[name].detach().clone()
+            inheritance[f"{prefix}.{i}.{name}"] = "expanded"
 
 
 def _inherited(learngene: Learngene, model: VisionTransformer) -> dict[str, tuple[torch.Tensor, str]]:
