@@ -229,6 +229,16 @@ def test_extract_with_missing_ancestry_run_names_its_config(capsys, tmp_path):
     assert_user_error(code, err, "ancestry.run", str(missing))
 
 
+def test_extract_on_other_classes_than_the_ancestry_is_one_line_error(capsys, tmp_path, ancestry_dir):
+    out = tmp_path / "lg"
+    code, _, err = run(
+        capsys, "extract", "--config", "tiny", "--output-dir", out, f"ancestry.run={ancestry_dir}",
+        "data.classes=[5,6,7]", "train.progress=false",
+    )  # fmt: skip
+    assert_user_error(code, err, "5 classes", "3")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("verb", ["extract", "train"])
 def test_unknown_config_key_is_one_line_error_naming_it(capsys, tmp_path, learngene_dir, verb):
     argv = (

@@ -39,6 +39,11 @@ def load_ancestry(
         )
         weights = run / cfg.checkpoint
         meta = read_metadata(weights)
+        if num_classes is not None and meta.get("num_classes") not in (None, num_classes):
+            raise ConfigError(
+                f"the ancestry {run} predicts {meta['num_classes']} classes but the extraction data has "
+                f"{num_classes}; distil on the ancestry's own classes (data.classes as in its config.yaml)"
+            )
         model = build_model(
             run_cfg.model,
             num_classes=meta["num_classes"],
