@@ -1,0 +1,1 @@
+"""Shipped presets of `loramoe train --config NAME`."""
