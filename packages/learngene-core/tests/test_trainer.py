@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from learngene_core.checkpoint import load_training_state, load_weights, read_metadata
+from learngene_core.checkpoint import load_model_weights, load_training_state, load_weights, read_metadata
 from learngene_core.config import TrainConfig
 from learngene_core.errors import CheckpointError, TrainingError
 from learngene_core.metrics import read_metrics
@@ -162,6 +162,49 @@ def test_resume_matches_uninterrupted_run(
     keys = [(r["step"], r["split"]) for r in records]
     assert len(keys) == len(set(keys))
     assert records == read_metrics(tmp_path / "full" / "metrics.jsonl")
+
+
+def frozen_body_mlp(make_mlp, seed: int, frozen_from: nn.Module | None = None) -> nn.Module:
+    """A TinyMLP whose body is frozen (copied from `frozen_from` when given): a stand-in for PEFT."""
+    model = make_mlp(seed=seed)
+    if frozen_from is not None:
+        model.body.load_state_dict(frozen_from.body.state_dict())
+    model.body.requires_grad_(False)
+    return model
+
+
+def test_trainable_checkpoints_hold_only_trainable_weights_and_resume_exactly(
+    tmp_path, tiny_loaders, tiny_mlp
+):
+    cfg = config(epochs=2, checkpoint_every=3, checkpoint_weights="trainable")
+    full = make_trainer(tmp_path / "full", tiny_loaders(), frozen_body_mlp(tiny_mlp, 0), cfg)
+    full.fit()
+    for name in ("best", "final", LAST_DIR):
+        assert set(load_weights(tmp_path / "full" / name / "model.safetensors")) == {
+            "head.weight",
+            "head.bias",
+        }
+        assert read_metadata(tmp_path / "full" / name)["weights"] == "trainable"
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(
+            tmp_path / "run",
+            tiny_loaders(),
+            frozen_body_mlp(tiny_mlp, 0),
+            cfg,
+            callbacks=[Recorder(interrupt_at=5)],
+        ).fit()
+    # a new process: the same frozen base, a different head; the head and the optimizer come from the checkpoint
+    second = make_trainer(
+        tmp_path / "run", tiny_loaders(), frozen_body_mlp(tiny_mlp, 7, frozen_from=tiny_mlp(0)), cfg
+    )
+    second.fit(resume=True)
+    expected, got = weights(full.model), weights(second.model)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+    plain = tiny_mlp(seed=3)  # a model that is not the frozen base: the partial file cannot fill it
+    with pytest.raises(CheckpointError, match="only the trainable weights"):
+        load_model_weights(plain, tmp_path / "full" / "final")
 
 
 def test_resume_without_checkpoint_is_a_checkpoint_error(tmp_path, tiny_loaders, tiny_mlp):

@@ -47,9 +47,14 @@ def test_base_is_bit_identical_after_training_and_adapter_reloads_exactly(tiny_r
     for key, tensor in fresh.state_dict().items():
         if key in saved:
             assert torch.equal(saved[key], tensor), key
-    # the full final/ weights of the Trainer and adapter/ on the saved base give the same logits
+    # the Trainer's final/ (experts and routers only: checkpoint_weights=trainable) on the same base, and
+    # adapter/ on the saved base, give the same logits
+    assert not any(
+        ".base_layer." in k or "embed" in k for k in load_file(tiny_run / "final" / "model.safetensors")
+    )
+    set_seed(cfg.seed)
     full = get_loramoe_model(build_model(cfg.model, vocab_size=257), cfg.loramoe)
-    load_model_weights(full, tiny_run / "final")
+    load_model_weights(full, tiny_run / "final", partial=True)
     loaded, codec = load_adapter(tiny_run / "adapter")
     ids = torch.tensor([codec.prompt_ids("Reverse the letters of the word.\nabcd")])
     assert torch.equal(loaded(input_ids=ids).logits, full.eval()(input_ids=ids).logits)

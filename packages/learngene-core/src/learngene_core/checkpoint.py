@@ -96,6 +96,12 @@ def state_dict_for_saving(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters and the buffers of `model` (what a frozen base does not need saved again)."""
+    frozen = {name for name, param in model.named_parameters() if not param.requires_grad}
+    return {name: tensor for name, tensor in state_dict_for_saving(model).items() if name not in frozen}
+
+
 def save_weights(
     model: nn.Module | dict[str, torch.Tensor], path: str | Path, metadata: dict | None = None
 ) -> None:
@@ -125,8 +131,14 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read weights file {path}: {exc}") from None
 
 
-def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) -> None:
-    """Load a safetensors file (or a torch state dict, read with weights_only=True) into `model`."""
+def load_model_weights(
+    model: nn.Module, path: str | Path, strict: bool = True, partial: bool = False
+) -> None:
+    """Load a safetensors file (or a torch state dict, read with weights_only=True) into `model`.
+
+    `partial`: the file holds what `trainable_state_dict` saves, so the model's frozen parameters may be
+    missing from it (they keep their values); anything else missing or unexpected is still an error.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / WEIGHTS_NAME
@@ -150,12 +162,28 @@ def load_model_weights(model: nn.Module, path: str | Path, strict: bool = True) 
         raise CheckpointError(f"{path} does not fit the model: shape mismatch for {mismatched[:5]}")
     result = model.load_state_dict(state, strict=False)
     if strict:
-        tied = _tied_names(model)
-        missing = [k for k in result.missing_keys if k not in tied]
+        allowed = _tied_names(model)
+        if partial:
+            allowed |= {name for name, param in model.named_parameters() if not param.requires_grad}
+        missing = [k for k in result.missing_keys if k not in allowed]
+        if missing and not partial and _saved_weights_kind(path) == "trainable":
+            raise CheckpointError(
+                f"{path} holds only the trainable weights of a parameter-efficient run "
+                f"(train.checkpoint_weights=trainable); load it into the model that method builds"
+            )
         if missing or result.unexpected_keys:
             raise CheckpointError(
                 f"{path} does not fit the model: missing {missing[:5]}, unexpected {result.unexpected_keys[:5]}"
             )
+
+
+def _saved_weights_kind(weights_path: Path) -> str:
+    """'all' or 'trainable', from the metadata.json beside a weights file (Trainer checkpoints record it)."""
+    meta = weights_path.parent / METADATA_NAME
+    try:
+        return str(json.loads(meta.read_text()).get("weights", "all"))
+    except (OSError, ValueError, AttributeError):
+        return "all"
 
 
 def _tied_names(model: nn.Module) -> set[str]:
@@ -169,7 +197,9 @@ def _tied_names(model: nn.Module) -> set[str]:
     return names
 
 
-def save_model_dir(model: nn.Module, directory: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+def save_model_dir(
+    model: nn.Module | dict[str, torch.Tensor], directory: str | Path, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write `directory/` with model.safetensors and metadata.json, replacing any previous one atomically."""
 
     def fill(tmp: Path) -> None:
@@ -181,7 +211,7 @@ def save_model_dir(model: nn.Module, directory: str | Path, metadata: dict[str, 
 
 def save_training_checkpoint(
     directory: str | Path,
-    model: nn.Module,
+    model: nn.Module | dict[str, torch.Tensor],
     training_state: dict[str, Any],
     metadata: dict[str, Any] | None = None,
 ) -> Path:

@@ -84,6 +84,9 @@ class TrainConfig:
     log_every: int = 10  # optimizer steps between train-loss records
     best_metric: str = "accuracy"  # validation metric that selects the `best` checkpoint
     best_mode: Literal["max", "min"] = "max"
+    # what best/, final/ and checkpoints/last/ hold: every weight, or only the trainable parameters and the
+    # buffers (parameter-efficient tuning of a big frozen base: no copy of the base per checkpoint)
+    checkpoint_weights: Literal["all", "trainable"] = "all"
     progress: bool = True  # tqdm progress bars
 
     def __post_init__(self) -> None:

@@ -30,7 +30,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import load_training_state, read_metadata, save_model_dir, save_training_checkpoint
+from .checkpoint import (
+    load_training_state,
+    read_metadata,
+    save_model_dir,
+    save_training_checkpoint,
+    trainable_state_dict,
+)
 from .config import TrainConfig
 from .errors import CheckpointError, TrainingError
 from .metrics import METRICS_NAME, PLOT_NAME, MetricsLog, plot_metrics
@@ -330,11 +336,16 @@ class Trainer:
         if self.accelerator.is_main_process:
             meta = {
                 **self.metadata,
+                "weights": self.cfg.checkpoint_weights,
                 "step": self.state.step,
                 "epoch": self._epoch_float(),
                 "metrics": metrics,
             }
-            save_model_dir(self.accelerator.unwrap_model(self.model), self.output_dir / name, meta)
+            save_model_dir(self._weights_to_save(), self.output_dir / name, meta)
+
+    def _weights_to_save(self) -> nn.Module | dict[str, torch.Tensor]:
+        model = self.accelerator.unwrap_model(self.model)
+        return trainable_state_dict(model) if self.cfg.checkpoint_weights == "trainable" else model
 
     def _save_last(self) -> None:
         self.accelerator.wait_for_everyone()
@@ -347,10 +358,13 @@ class Trainer:
             "rng": _rng_state(),
             "train_state": asdict(self.state),
         }
-        meta = {**self.metadata, "train_state": asdict(self.state), "total_steps": self.total_steps}
-        save_training_checkpoint(
-            self.output_dir / LAST_DIR, self.accelerator.unwrap_model(self.model), training_state, meta
-        )
+        meta = {
+            **self.metadata,
+            "weights": self.cfg.checkpoint_weights,
+            "train_state": asdict(self.state),
+            "total_steps": self.total_steps,
+        }
+        save_training_checkpoint(self.output_dir / LAST_DIR, self._weights_to_save(), training_state, meta)
 
     def _check_fresh_output_dir(self) -> None:
         taken = [p for p in (METRICS_NAME, LAST_DIR, FINAL_DIR) if (self.output_dir / p).exists()]
@@ -372,7 +386,8 @@ class Trainer:
                 f"cannot resume {self.output_dir}: it was planned for {meta['total_steps']} steps, "
                 f"this config gives {self.total_steps}; use the same config"
             )
-        load_model_weights(self.accelerator.unwrap_model(self.model), last)
+        partial = self.cfg.checkpoint_weights == "trainable"
+        load_model_weights(self.accelerator.unwrap_model(self.model), last, partial=partial)
         state = load_training_state(last)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
