@@ -1,0 +1,113 @@
+"""NiNo checkpoints in the official format: a torch file holding {'state_dict': ..., 'model_args': {...}}.
+
+`model_args` lists only the constructor arguments that differ from the defaults (the official files hold
+e.g. {'wte_pos_enc': False} or {'gnn': False, 'hid': 32}), so official checkpoints load here and ours load in
+the same way. Reading uses `torch.load(weights_only=True)` (no code is unpickled) and a strict key/shape check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from learngene_core.errors import CheckpointError, LearngeneError
+
+from .model import NiNoNet, WNNPlus, build_nino, check_model_args, model_args_of
+
+__all__ = ["load_nino", "save_nino", "shipped_checkpoint"]
+
+SHIPPED_NAME = "nino.pt"
+# PyG's degree-scaler aggregation (PNA) keeps running-degree buffers; with NiNo's mean aggregator and identity
+# scaler they are never read, so checkpoints that carry them load without them.
+_UNUSED_KEYS = re.compile(r"^gnn\.convs\.\d+\.aggr_module\.(avg_deg_lin|avg_deg_log)$")
+
+
+def shipped_checkpoint() -> Path:
+    """The checkpoint inside the package (`nino/checkpoints/nino.pt`, else the only `*.pt` there)."""
+    folder = Path(str(resources.files("nino"))) / "checkpoints"
+    preferred = folder / SHIPPED_NAME
+    if preferred.is_file():
+        return preferred
+    found = sorted(folder.glob("*.pt")) if folder.is_dir() else []
+    if len(found) == 1:
+        return found[0]
+    raise CheckpointError(f"no shipped NiNo checkpoint in {folder}; pass ckpt=PATH to a NiNo checkpoint")
+
+
+def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    if not path.is_file():
+        raise CheckpointError(f"NiNo checkpoint not found: {path}")
+    try:
+        blob = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt file, or a pickle that weights_only refuses
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot read NiNo checkpoint {path}: {first}") from None
+    if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
+        raise CheckpointError(f"{path} is not a NiNo checkpoint (expected a dict with 'state_dict')")
+    model_args = blob.get("model_args") or {}
+    if not isinstance(model_args, dict):
+        raise CheckpointError(f"{path}: 'model_args' must be a dict, got {type(model_args).__name__}")
+    return blob["state_dict"], model_args
+
+
+def _check_keys(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        raise CheckpointError(
+            f"{path}: missing key {missing[0]!r} ({len(missing)} missing) for {_describe(model)}"
+        )
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected)")
+    for key, tensor in expected.items():
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{path}: {key!r} has shape {tuple(state[key].shape)}, the model expects {tuple(tensor.shape)}"
+            )
+
+
+def _describe(model: nn.Module) -> str:
+    return f"{type(model).__name__}({', '.join(f'{k}={v!r}' for k, v in model_args_of(model).items())})"
+
+
+def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNoNet | WNNPlus:
+    """Load a NiNo/WNN+ checkpoint (official or ours), strictly; `None` loads the shipped checkpoint."""
+    path = shipped_checkpoint() if path is None else Path(path)
+    state, model_args = _read(path, map_location)
+    try:
+        model = build_nino(**model_args)
+    except LearngeneError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
+    state = {k: v for k, v in state.items() if not _UNUSED_KEYS.match(k)}
+    _check_keys(model, state, path)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def save_nino(model: NiNoNet | WNNPlus, path: str | Path, **model_args: Any) -> Path:
+    """Write `model` as {'state_dict', 'model_args'} (non-default constructor args, then `model_args`).
+
+    The file is written to a temporary sibling and renamed, so an existing checkpoint is never half-written.
+    """
+    args = {**model_args_of(model), **model_args}
+    check_model_args(args)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save({"state_dict": state, "model_args": args}, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,202 @@
+"""`nino` console script: collect trajectories, meta-train NiNo, train a task with or without it, show graphs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
+from learngene_core.config import load_config, preset_names, save_config
+from learngene_core.errors import CheckpointError, ConfigError
+
+PROG = "nino"
+PRESETS = "nino.configs"
+
+EPILOG = """examples:
+  nino collect --config collect-cpu --output runs/traj          # AdamW trajectories of the CPU tasks
+  nino metatrain --data runs/traj --output runs/nino            # meta-train NiNo on them (metatrain-cpu)
+  nino train --config train-cnn-digits --compare --output runs/cmp   # AdamW vs AdamW + NiNo, one PNG
+  nino train --config train-cnn-digits --optimizer nino --output runs/n ckpt=runs/nino/nino.pt
+  nino graph --model fm16-cnn                                    # node/edge counts by type
+  nino list                                                      # presets, tasks and models
+"""
+
+
+def _output_dir(path: str) -> Path:
+    """Refuse a non-empty output directory before any work (existing outputs are never overwritten)."""
+    out = Path(path)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CheckpointError(f"output dir {out} is not empty; choose another")
+    return out
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "--output-dir", dest="output", required=True, help="output directory")
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from .collect import CollectConfig, collect
+
+    cfg = load_config(args.config, overrides_of(args), cls=CollectConfig, package=PRESETS)
+    if not args.resume:
+        _output_dir(args.output)
+    out = collect(cfg, args.output, resume=args.resume)
+    save_config(cfg, out / "collect.yaml")
+    print(f"trajectories: {out}")
+    return 0
+
+
+def cmd_metatrain(args: argparse.Namespace) -> int:
+    from .metatrain import MetatrainConfig, metatrain
+
+    overrides = overrides_of(args) + (["global_norm=true"] if args.global_norm else [])
+    cfg = load_config(args.config, overrides, cls=MetatrainConfig, package=PRESETS)
+    _output_dir(args.output)
+    path = metatrain(cfg, args.data, args.output, init=args.init)
+    print(f"NiNo checkpoint: {path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import TrainRunConfig, plot_compare, run
+
+    overrides = overrides_of(args)
+    if args.ckpt is not None:
+        overrides.append(f"ckpt={args.ckpt}")
+    if args.period is not None:
+        overrides.append(f"period={args.period}")
+    cfg = load_config(args.config, overrides, cls=TrainRunConfig, package=PRESETS)
+    if cfg.ckpt is not None and not Path(cfg.ckpt).is_file() and (args.compare or args.optimizer == "nino"):
+        raise CheckpointError(f"NiNo checkpoint not found: {cfg.ckpt}")
+    out = _output_dir(args.output)
+    optimizers = ["adamw", "nino"] if args.compare else [args.optimizer]
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    results, summary = [], {}
+    for name in optimizers:
+        result = run(cfg, name, out / name if args.compare else out)
+        results.append(result)
+        last = result.records[-1]
+        summary[name] = {
+            "final_val": {k: v for k, v in last.items() if k not in ("step", "split")},
+            "train_seconds": round(result.train_seconds, 3),
+            "nowcast_seconds": round(result.nowcast_seconds, 3),
+            "nowcasts": result.nowcasts,
+        }
+        print(f"{name}: step {last['step']} val loss {last['loss']:.4f} ({result.train_seconds:.1f}s)")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    png = plot_compare(results, out / ("compare.png" if args.compare else "loss.png"), title=cfg.task)
+    print(f"curves: {png}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from .graph import build_graph
+    from .tasks import build_task_model
+
+    graph = build_graph(build_task_model(args.model))
+    print(f"model: {args.model}")
+    print(graph.describe())
+    if args.plot:
+        _plot_adjacency(graph, Path(args.plot))
+        print(f"adjacency: {args.plot}")
+    return 0
+
+
+def _plot_adjacency(graph, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    src, dst = graph.edge_index
+    ax.scatter(dst.numpy(), src.numpy(), c=graph.edge_type.numpy(), s=1, cmap="tab20", marker="s")
+    ax.invert_yaxis()
+    ax.set_xlabel("target node")
+    ax.set_ylabel("source node")
+    ax.set_title("neural graph adjacency (colour = edge type)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .tasks import MODELS, task_names
+
+    print("presets:", ", ".join(preset_names(PRESETS)))
+    print("tasks:", ", ".join(task_names()))
+    print("models (nino graph --model):", ", ".join(MODELS.names()))
+    return 0
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch CPU threads (default 1: tiny models run fastest on one, and never oversubscribe a busy machine)",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = make_parser(PROG, "NiNo: neuron-interaction nowcasting that wraps any torch optimizer.", EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="record AdamW trajectories of tasks x seeds")
+    add_config_arguments(p, default_config="collect-cpu")
+    _add_output(p)
+    p.add_argument("--resume", action="store_true", help="add the runs missing from an existing dataset")
+    _add_threads(p)
+    p.set_defaults(fn=cmd_collect)
+
+    p = sub.add_parser("metatrain", help="meta-train a NiNo network on a trajectory dataset")
+    add_config_arguments(p, default_config="metatrain-cpu")
+    p.add_argument("--data", required=True, help="trajectory directory (ours or the reference layout)")
+    _add_output(p)
+    p.add_argument("--init", default=None, help="start from this NiNo checkpoint")
+    p.add_argument("--global-norm", action="store_true", help="one mu/sigma for LM trajectories (A.5 quirk)")
+    _add_threads(p)
+    p.set_defaults(fn=cmd_metatrain)
+
+    p = sub.add_parser("train", help="train a task with AdamW, AdamW + NiNo, or both (--compare)")
+    add_config_arguments(p)
+    _add_output(p)
+    p.add_argument("--optimizer", choices=["adamw", "nino"], default="nino")
+    p.add_argument("--compare", action="store_true", help="run both optimizers and plot them together")
+    p.add_argument("--ckpt", default=None, help="NiNo checkpoint (default: the shipped one)")
+    p.add_argument("--period", type=int, default=None, help="steps between nowcasts")
+    _add_threads(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("graph", help="print a model's neural-graph node/edge counts by type")
+    p.add_argument("--model", required=True, help="a model name (see `nino list`)")
+    p.add_argument("--plot", default=None, help="also draw the adjacency into this PNG")
+    p.set_defaults(fn=cmd_graph)
+
+    p = sub.add_parser("list", help="presets, tasks and models")
+    p.set_defaults(fn=cmd_list)
+    return parser
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads <= 0:
+            raise ConfigError(f"--threads must be >= 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    if getattr(args, "period", None) is not None and args.period <= 0:
+        raise ConfigError(f"--period must be a positive number of steps, got {args.period}")
+    return args.fn(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(PROG, _main, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

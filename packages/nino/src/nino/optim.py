@@ -1,0 +1,359 @@
+"""`NiNo`: wrap any torch optimizer; every `period` calls, jump the parameters to NiNo's nowcast (spec A.8).
+
+Call i (1-based) of `step()`: when i is a multiple of period / ctx, the parameters are recorded *before* any
+update of that call; when i is a multiple of `period` and the ctx snapshots of this period are there, the
+parameters are replaced by the nowcast for horizon k = k_schedule(max_steps, period)[(i - 1) // period] and the
+base optimizer does not step (its state - Adam moments, step counts - is left exactly as it is). So every
+period brings period - 1 base updates and one jump; `need_grads` is False exactly on the jump calls, so a
+training loop can skip forward/backward there (the seed README's loop shape).
+
+A prediction with NaN/Inf is rejected with a warning and training goes on. With a closure, the loss before and
+after each jump is measured (logged and kept in `history`), and `guard_factor` rejects a jump whose loss grows
+by more than that factor. `NiNoCallback` drives the same machinery from learngene-core's Trainer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from learngene_core.errors import ConfigError, ModelError
+
+from .checkpoint import load_nino
+from .graph import build_graph, flatten_params, write_params
+from .model import NiNoNet, WNNPlus
+from .normalize import denormalize, normalize_per_tensor
+from .schedule import k_schedule
+
+__all__ = ["NiNo", "NiNoCallback"]
+
+logger = logging.getLogger("nino")
+
+Closure = Callable[[], Any]
+
+
+class NiNo(torch.optim.Optimizer):
+    """Nowcasting wrapper around `base_opt` (A.8). A torch Optimizer: LR schedulers and accelerate accept it.
+
+    Args:
+        base_opt: the optimizer doing the ordinary steps (None: only nowcasts, e.g. offline or via a callback).
+        model: the trained network (or call `set_model` later); its neural graph is built once.
+        ckpt: NiNo checkpoint path; None loads the checkpoint shipped with the package.
+        period: calls between nowcasts (paper 1000); snapshots every period / ctx calls.
+        max_steps: planned training length; it sets the horizon schedule (A.7).
+        ctx: number of past states NiNo reads (must match the NiNo network).
+        nino_model: an already built NiNoNet/WNNPlus (then `ckpt` is ignored).
+        guard_factor: reject a nowcast whose closure loss exceeds guard_factor * the loss before it.
+        upd_scale: multiplies the predicted change in normalised space (1.0 = as predicted).
+        power: exponent of the horizon schedule.
+        device: where the NiNo network runs (states stay on the CPU).
+    """
+
+    def __init__(
+        self,
+        base_opt: torch.optim.Optimizer | None = None,
+        model: nn.Module | None = None,
+        ckpt: str | Path | None = None,
+        period: int = 1000,
+        max_steps: int = 10000,
+        ctx: int = 5,
+        nino_model: NiNoNet | WNNPlus | None = None,
+        guard_factor: float | None = None,
+        upd_scale: float = 1.0,
+        power: float = 2.0,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        # deliberately not Optimizer.__init__: parameter groups and state belong to the base optimizer
+        for hooks in (
+            "_optimizer_step_pre_hooks",
+            "_optimizer_step_post_hooks",
+            "_optimizer_state_dict_pre_hooks",
+            "_optimizer_state_dict_post_hooks",
+            "_optimizer_load_state_dict_pre_hooks",
+            "_optimizer_load_state_dict_post_hooks",
+        ):
+            setattr(self, hooks, OrderedDict())
+        if not isinstance(period, int) or not isinstance(ctx, int) or ctx < 1 or period < ctx or period % ctx:
+            raise ConfigError(f"period ({period}) must be a positive multiple of ctx ({ctx})")
+        if not isinstance(max_steps, int) or max_steps < 1:
+            raise ConfigError(f"max_steps must be a positive integer, got {max_steps}")
+        if guard_factor is not None and not guard_factor > 0:
+            raise ConfigError(f"guard_factor must be > 0, got {guard_factor}")
+        self.base_opt = base_opt
+        self.period, self.ctx, self.max_steps = period, ctx, max_steps
+        self.snapshot_every = period // ctx
+        self.guard_factor, self.upd_scale = guard_factor, float(upd_scale)
+        self.device = torch.device(device)
+        net = nino_model if nino_model is not None else load_nino(ckpt)
+        if not isinstance(net, (NiNoNet, WNNPlus)):
+            raise ModelError(f"nino_model must be a NiNoNet or WNNPlus, got {type(net).__name__}")
+        if net.ctx != ctx:
+            raise ConfigError(f"ctx={ctx} but the NiNo network reads {net.ctx} past states")
+        self.nino = net.to(self.device).eval().requires_grad_(False)
+        self.schedule = k_schedule(max_steps, period, horizon=net.horizon, power=power)
+        self.step_idx = 0  # completed calls of step()
+        self.states: list[torch.Tensor] = []
+        self.history: list[dict[str, Any]] = []
+        self.model: nn.Module | None = None
+        self.graph = None
+        self._frozen: torch.Tensor | None = None  # [P] True where a parameter has requires_grad=False
+        self._warned_guard = False
+        if model is not None:
+            self.set_model(model)
+
+    # ------------------------------------------------------------------------------------------ torch API
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+        return self.base_opt.param_groups if self.base_opt is not None else []
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict[str, Any]]) -> None:
+        if self.base_opt is not None:
+            self.base_opt.param_groups = groups
+
+    @property
+    def state(self) -> Any:  # type: ignore[override]
+        return self.base_opt.state if self.base_opt is not None else {}
+
+    @state.setter
+    def state(self, value: Any) -> None:
+        if self.base_opt is not None:
+            self.base_opt.state = value
+
+    @property
+    def defaults(self) -> dict[str, Any]:  # type: ignore[override]
+        return self.base_opt.defaults if self.base_opt is not None else {}
+
+    @defaults.setter
+    def defaults(self, value: dict[str, Any]) -> None:
+        if self.base_opt is not None:
+            self.base_opt.defaults = value
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if self.base_opt is None:
+            raise ConfigError("NiNo has no base optimizer to add a parameter group to")
+        self.base_opt.add_param_group(param_group)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        if self.base_opt is not None:
+            self.base_opt.zero_grad(set_to_none=set_to_none)
+        elif self.model is not None:
+            self.model.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The base optimizer's state plus a 'nino' entry (call count and this period's snapshots)."""
+        base = self.base_opt.state_dict() if self.base_opt is not None else {}
+        return {**base, "nino": {"step_idx": self.step_idx, "states": list(self.states)}}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        mine = state_dict.pop("nino", None)
+        if self.base_opt is not None:
+            self.base_opt.load_state_dict(state_dict)
+        if mine is not None:
+            self.step_idx = int(mine["step_idx"])
+            self.states = [s.detach().cpu().float() for s in mine["states"]]
+
+    def __repr__(self) -> str:
+        base = type(self.base_opt).__name__ if self.base_opt is not None else None
+        return (
+            f"NiNo(base_opt={base}, nino={type(self.nino).__name__}, period={self.period}, ctx={self.ctx}, "
+            f"max_steps={self.max_steps}, step_idx={self.step_idx})"
+        )
+
+    # ------------------------------------------------------------------------------------------ NiNo
+    def set_model(self, model: nn.Module) -> None:
+        """Attach the trained network: build its neural graph (unsupported modules raise ModelError)."""
+        graph = build_graph(model)
+        if graph.max_feat_size > self.nino.max_feat_size:
+            raise ModelError(
+                f"the model has {graph.max_feat_size} spatial slots per edge (e.g. a large conv kernel); "
+                f"this NiNo network handles at most {self.nino.max_feat_size}"
+            )
+        self.model, self.graph = model, graph
+        frozen = [not p.requires_grad for p in model.parameters()]
+        sizes = torch.tensor(graph.param_sizes)
+        self._frozen = torch.repeat_interleave(torch.tensor(frozen), sizes) if any(frozen) else None
+        self.states = []
+
+    @property
+    def need_grads(self) -> bool:
+        """False exactly when the next `step()` is a nowcast (no base update, gradients unused)."""
+        return not (len(self.states) == self.ctx - 1 and (self.step_idx + 1) % self.period == 0)
+
+    def horizon(self, step_idx: int | None = None) -> int:
+        """k of the nowcast made at call `step_idx + 1` (default: the next call)."""
+        idx = self.step_idx if step_idx is None else step_idx
+        return self.schedule[min(len(self.schedule) - 1, idx // self.period)]
+
+    @torch.no_grad()
+    def predict(self, states: list[torch.Tensor] | torch.Tensor, k: int) -> torch.Tensor:
+        """Nowcast flat parameters [P] for horizon k from ctx flat states (oldest first); writes nothing."""
+        if self.graph is None:
+            raise ModelError("NiNo has no model: pass model=... or call set_model(model) first")
+        x = states if isinstance(states, torch.Tensor) else torch.stack(list(states), dim=1)
+        if x.shape != (self.graph.num_params, self.ctx):
+            raise ModelError(f"states must be [{self.graph.num_params}, {self.ctx}], got {tuple(x.shape)}")
+        x = x.to("cpu", torch.float32)
+        normed, mu, sigma = normalize_per_tensor(x, self.graph.param_sizes)
+        attr = self.graph.edge_features(normed, self.graph.max_feat_size)
+        if isinstance(self.nino, NiNoNet):
+            lpe = self.graph.lpe(self.nino.lpe_dim)
+        else:  # WNN+ reads no node features
+            lpe = torch.zeros(self.graph.num_nodes, 1)
+        data = self.graph.to_pyg(attr, lpe=lpe).to(self.device)
+        out = self.nino(data, k).float().cpu()  # [E, feat] normalised, residual added
+        pred = self.graph.params_from_edges(out)
+        if self.upd_scale != 1.0:
+            last = normed[:, -1]
+            pred = last + self.upd_scale * (pred - last)
+        pred = denormalize(pred, mu, sigma)
+        if self._frozen is not None:
+            pred = torch.where(self._frozen, x[:, -1], pred)
+        return pred
+
+    def step(self, closure: Closure | None = None) -> Any:
+        """One call: a base-optimizer step, or (every `period` calls) a nowcast; returns the closure's loss."""
+        if self.graph is None:
+            raise ModelError("NiNo has no model: pass model=... or call set_model(model) first")
+        call = self.step_idx + 1
+        if call % self.snapshot_every == 0:
+            self.states.append(flatten_params(self.model))
+        loss = None
+        if call % self.period == 0 and len(self.states) == self.ctx:
+            loss = self._nowcast(closure)
+        elif self.base_opt is not None:  # without a base optimizer (callback/offline use) nothing to do
+            loss = self.base_opt.step(closure) if closure is not None else self.base_opt.step()
+        if call % self.period == 0:
+            self.states = []  # a period never borrows snapshots from the previous one
+        self.step_idx = call
+        return loss
+
+    def _nowcast(self, closure: Closure | None) -> float | None:
+        started = time.perf_counter()
+        k = self.horizon()
+        if self.guard_factor and closure is None and not self._warned_guard:
+            self._warned_guard = True
+            warnings.warn("guard_factor has no effect without step(closure)", UserWarning, stacklevel=3)
+        loss_before = _loss_value(closure)
+        backup = [p.detach().clone() for p in self.model.parameters()] if self.guard_factor else None
+        pred = self.predict(self.states, k)
+        record: dict[str, Any] = {"step": self.step_idx + 1, "k": k, "loss_before": loss_before}
+        loss_after, accepted, reason = None, True, None
+        if not bool(torch.isfinite(pred).all()):
+            accepted, reason = False, "non-finite prediction"
+            warnings.warn(
+                f"NiNo nowcast at step {self.step_idx + 1} predicted NaN/Inf values; kept the current "
+                "parameters and training goes on",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        else:
+            write_params(self.model, pred)
+            loss_after = _loss_value(closure)
+            if (
+                backup is not None
+                and loss_before is not None
+                and not _within(loss_after, loss_before, self.guard_factor)
+            ):
+                with torch.no_grad():
+                    for p, old in zip(self.model.parameters(), backup):
+                        p.copy_(old)
+                accepted, reason = False, f"loss rose more than {self.guard_factor}x"
+        record.update(
+            loss_after=loss_after, accepted=accepted, reason=reason, seconds=time.perf_counter() - started
+        )
+        self.history.append(record)
+        logger.info(
+            "nowcast at step %d (k=%d): loss %s -> %s, %s",
+            record["step"],
+            k,
+            _fmt(loss_before),
+            _fmt(loss_after),
+            "accepted" if accepted else f"rejected ({reason})",
+        )
+        return loss_before
+
+
+def _loss_value(closure: Closure | None) -> float | None:
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        loss = closure()
+    if isinstance(loss, torch.Tensor):
+        loss = loss.detach()
+    return None if loss is None else float(loss)
+
+
+def _within(after: float | None, before: float, factor: float) -> bool:
+    return after is not None and math.isfinite(after) and after <= factor * before
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+class NiNoCallback:
+    """Nowcasting inside learngene-core's Trainer through its `on_step_end` hook (no change to the loop).
+
+    The Trainer's own optimizer makes every base step; after each one this callback advances a NiNo built with
+    `base_opt=None`: snapshots after every period / ctx base steps, and after every `period` base steps the
+    parameters jump to the nowcast (so a period is `period` base updates + one jump; the Trainer's optimizer
+    state is never touched). `loss_fn(trainer) -> float`, if given, measures the loss before/after each jump
+    (needed by `guard_factor`); the default uses the first validation batch when there is a validation set.
+    Each jump is logged in metrics.jsonl as a record with split "nino".
+    """
+
+    def __init__(
+        self, nino: NiNo | None = None, loss_fn: Callable[[Any], float] | None = None, **nino_kwargs
+    ):
+        if nino is not None and nino_kwargs:
+            raise ConfigError("pass either a NiNo instance or NiNo keyword arguments, not both")
+        self.nino = nino if nino is not None else NiNo(base_opt=None, **nino_kwargs)
+        if self.nino.base_opt is not None:
+            raise ConfigError(
+                "NiNoCallback needs a NiNo with base_opt=None (the Trainer makes the base steps)"
+            )
+        self.loss_fn = loss_fn
+        self._batch: Any = None
+
+    def on_step_end(self, trainer: Any) -> None:
+        nino = self.nino
+        if nino.model is None:
+            nino.set_model(trainer.accelerator.unwrap_model(trainer.model))
+        nino.step_idx = trainer.state.step - 1  # follow the Trainer's count (also after a resume)
+        n = len(nino.history)
+        nino.step(self._closure(trainer))
+        if len(nino.history) > n:
+            record = {k: v for k, v in nino.history[-1].items() if k != "step" and v is not None}
+            trainer.metrics.log(trainer.state.step, "nino", **record)
+
+    def _closure(self, trainer: Any) -> Closure | None:
+        if self.loss_fn is not None:
+            return lambda: self.loss_fn(trainer)
+        if trainer.val_loader is None:
+            return None
+
+        @torch.no_grad()
+        def closure() -> float:
+            if self._batch is None:
+                with torch.random.fork_rng(devices=[]):  # leave the training RNG stream untouched
+                    self._batch = next(iter(trainer.val_loader))
+            inputs, targets = self._batch
+            was_training = trainer.model.training
+            trainer.model.eval()
+            loss = trainer.task.loss(trainer.task.logits(trainer.model, inputs), targets)
+            trainer.model.train(was_training)
+            return float(loss)
+
+        # only evaluated on jump calls
+        return closure

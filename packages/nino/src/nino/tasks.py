@@ -1,0 +1,289 @@
+"""Small training tasks by name: a model, its data, a loss, an AdamW learning rate and an eval metric.
+
+They are what `nino collect` records trajectories on, what `nino train` and the speed-up benchmark train, and
+(through `build_task_model`) what `nino graph` draws. Every task builds on CPU in about a second from a seed:
+
+- `cnn-<data>-<width>`: the paper's FM-16 / C10-16 conv net shape (3x3 convs w-2w-2w, first stride 2, ReLU,
+  global average pooling, Linear) on scikit-learn's real digits (`digits`, 1 channel, 8x8) or learngene-core's
+  `synthetic-images` (`synth`, 3 channels, 16x16); width 16 is the paper's 16-32-32, width 32 is 32-64-64;
+- `mlp-digits`: a 64-32-32-10 MLP on digits;
+- `gpt2-tiny`, `llama-tiny`: 2-layer causal LMs (transformers `from_config`) on `synthetic-text`.
+
+The data are held as tensors and batched by index (much faster than a per-item DataLoader for tiny models).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learngene_core.config import DataConfig, ModelConfig
+from learngene_core.data import build_datasets
+from learngene_core.errors import ModelError
+from learngene_core.models import build_model
+from learngene_core.registry import Registry
+
+__all__ = [
+    "MODELS",
+    "TASKS",
+    "Batches",
+    "TaskBundle",
+    "build_task",
+    "build_task_model",
+    "conv_net",
+    "evaluate",
+    "graph_args",
+    "task_names",
+]
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+def conv_net(in_channels: int = 1, width: int = 16, num_classes: int = 10) -> nn.Sequential:
+    """The paper's vision task net: conv3x3(w, stride 2)-conv3x3(2w)-conv3x3(2w), ReLU, GAP, Linear.
+
+    Width 16 with 1 input channel is FM-16 (14,378 params), with 3 channels C10-16 (14,666 params).
+    """
+    wide = 2 * width
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, wide, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(wide, wide, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(wide, num_classes),
+    )
+
+
+def mlp_net(in_features: int = 64, hidden: int = 32, num_classes: int = 10) -> nn.Sequential:
+    """A 2-hidden-layer ReLU MLP on flattened inputs."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_features, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def _gpt2(vocab: int, layers: int, width: int, heads: int, positions: int) -> nn.Module:
+    kwargs = {
+        "n_layer": layers,
+        "n_embd": width,
+        "n_head": heads,
+        "n_positions": positions,
+        "vocab_size": vocab,
+    }
+    kwargs.update(bos_token_id=0, eos_token_id=0)
+    return build_model(ModelConfig(source="hf", name="gpt2", kwargs=kwargs))
+
+
+def _llama(vocab: int, layers: int, width: int, heads: int, kv_heads: int, positions: int) -> nn.Module:
+    kwargs = {
+        "num_hidden_layers": layers,
+        "hidden_size": width,
+        "intermediate_size": 2 * width,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "max_position_embeddings": positions,
+        "vocab_size": vocab,
+        "tie_word_embeddings": True,
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    }
+    return build_model(ModelConfig(source="hf", name="llama", kwargs=kwargs))
+
+
+LM_VOCAB, LM_SEQ = 128, 32
+
+# Architectures by name (no data): the task nets plus the reference's meta-training architectures.
+MODELS: Registry[Callable[[], nn.Module]] = Registry("nino model", ModelError)
+MODELS.register("fm16-cnn")(lambda: conv_net(1, 16))
+MODELS.register("c10-16-cnn")(lambda: conv_net(3, 16))
+MODELS.register("fm32-cnn")(lambda: conv_net(1, 32))
+MODELS.register("c10-32-cnn")(lambda: conv_net(3, 32))
+MODELS.register("cnn-digits-16")(lambda: conv_net(1, 16))
+MODELS.register("cnn-digits-32")(lambda: conv_net(1, 32))
+MODELS.register("cnn-synth-16")(lambda: conv_net(3, 16))
+MODELS.register("cnn-synth-32")(lambda: conv_net(3, 32))
+MODELS.register("mlp-digits")(lambda: mlp_net())
+MODELS.register("gpt2-tiny")(lambda: _gpt2(LM_VOCAB, 2, 32, 2, LM_SEQ))
+MODELS.register("llama-tiny")(lambda: _llama(LM_VOCAB, 2, 32, 2, 1, LM_SEQ))
+MODELS.register("lm1b-3-24")(lambda: _gpt2(50257, 3, 24, 3, 1024))
+MODELS.register("lm1b-2-32")(lambda: _gpt2(50257, 2, 32, 2, 1024))
+
+
+def build_task_model(name: str, seed: int = 0) -> nn.Module:
+    """The architecture `name` (see `MODELS.names()`), initialised from `seed`."""
+    factory = MODELS.get(name)
+    torch.manual_seed(seed)
+    return factory()
+
+
+def graph_args(model: nn.Module) -> dict[str, int]:
+    """The `build_graph` keywords a transformer needs when its graph is built from names and shapes."""
+    config = getattr(model, "config", None)
+    heads = getattr(config, "n_head", None) or getattr(config, "num_attention_heads", None)
+    if heads is None:
+        return {}
+    kv = getattr(config, "num_key_value_heads", None)
+    return {"num_heads": int(heads), **({"num_kv_heads": int(kv)} if kv else {})}
+
+
+# -------------------------------------------------------------------------------------------------- data
+
+
+class Batches:
+    """Mini-batches of in-memory tensors by index: shuffled (seeded) for training, ordered for evaluation."""
+
+    def __init__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
+    ):
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return -(-len(self.inputs) // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self.inputs)
+        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.inputs[idx], self.targets[idx]
+
+    def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches, reshuffled every epoch."""
+        while True:
+            yield from self
+
+
+def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    items = [dataset[i] for i in range(len(dataset))]
+    return torch.stack([x for x, _ in items]), torch.stack([torch.as_tensor(y) for _, y in items])
+
+
+# ------------------------------------------------------------------------------------------------- tasks
+
+
+@dataclass
+class TaskBundle:
+    """Everything needed to train one task: `loss_fn(model, batch)` and `evaluate(model) -> {loss, metric}`."""
+
+    name: str
+    model: nn.Module
+    train: Batches
+    val: Batches
+    kind: str  # "classification" or "causal-lm"
+    lr: float
+    weight_decay: float = 0.0
+    metric: str = "accuracy"  # the eval metric besides the loss (accuracy, or perplexity for LMs)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def loss_fn(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        inputs, targets = batch
+        if self.kind == "causal-lm":
+            logits = model(input_ids=inputs).logits[:, :-1]
+            return F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets[:, 1:].reshape(-1))
+        return F.cross_entropy(model(inputs), targets)
+
+    def evaluate(self, model: nn.Module | None = None) -> dict[str, float]:
+        return evaluate(self, model or self.model)
+
+    def optimizer(self, model: nn.Module | None = None) -> torch.optim.AdamW:
+        """The task's base optimizer: AdamW with its learning rate and weight decay."""
+        params = (model or self.model).parameters()
+        return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(task: TaskBundle, model: nn.Module) -> dict[str, float]:
+    """Mean validation loss and the task metric (accuracy, or perplexity for language models)."""
+    was_training = model.training
+    model.eval()
+    total, correct, count = 0.0, 0.0, 0
+    for inputs, targets in task.val:
+        if task.kind == "causal-lm":
+            logits = model(input_ids=inputs).logits[:, :-1]
+            labels = targets[:, 1:]
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1), reduction="sum")
+            n = labels.numel()
+        else:
+            logits = model(inputs)
+            labels = targets
+            loss = F.cross_entropy(logits, labels, reduction="sum")
+            n = labels.numel()
+        total += float(loss)
+        correct += float((logits.argmax(-1) == labels).sum())
+        count += n
+    model.train(was_training)
+    loss = total / max(count, 1)
+    if task.kind == "causal-lm":
+        return {"loss": loss, "perplexity": float(torch.exp(torch.tensor(loss))), "accuracy": correct / count}
+    return {"loss": loss, "accuracy": correct / max(count, 1)}
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    model: str
+    data: str
+    lr: float
+    batch_size: int
+    options: dict[str, Any] = field(default_factory=dict)
+    image_size: int | None = None
+
+
+_SYNTH = {"num_samples": 2000, "image_size": 16, "channels": 3, "noise": 2.0}
+_TEXT = {"vocab_size": LM_VOCAB, "num_samples": 512}
+_RECIPES: dict[str, _Recipe] = {
+    "cnn-digits-16": _Recipe("cnn-digits-16", "digits", 6e-3, 64),
+    "cnn-digits-32": _Recipe("cnn-digits-32", "digits", 6e-3, 64),
+    "cnn-synth-16": _Recipe("cnn-synth-16", "synthetic-images", 3e-3, 64, _SYNTH),
+    "cnn-synth-32": _Recipe("cnn-synth-32", "synthetic-images", 3e-3, 64, _SYNTH),
+    "mlp-digits": _Recipe("mlp-digits", "digits", 3e-3, 64),
+    "gpt2-tiny": _Recipe("gpt2-tiny", "synthetic-text", 2e-3, 16, _TEXT),
+    "llama-tiny": _Recipe("llama-tiny", "synthetic-text", 2e-3, 16, _TEXT),
+}
+TASKS = sorted(_RECIPES)
+
+
+def task_names() -> list[str]:
+    """Names accepted by `build_task`."""
+    return list(TASKS)
+
+
+def build_task(name: str, seed: int = 0, data_seed: int = 0) -> TaskBundle:
+    """Task `name`: model init and batch order from `seed`; the dataset (split, synthetic content) from `data_seed`."""
+    if name not in _RECIPES:
+        from learngene_core.registry import did_you_mean
+
+        raise ModelError(f"unknown nino task '{name}'{did_you_mean(name, TASKS)}; known: {', '.join(TASKS)}")
+    recipe = _RECIPES[name]
+    cfg = DataConfig(
+        name=recipe.data, batch_size=recipe.batch_size, seq_len=LM_SEQ, options=dict(recipe.options)
+    )
+    splits = build_datasets(cfg, data_seed)
+    train_x, train_y = _tensors(splits.train)
+    val_x, val_y = _tensors(splits.val)
+    model = build_task_model(recipe.model, seed)
+    return TaskBundle(
+        name=name,
+        model=model,
+        train=Batches(train_x, train_y, recipe.batch_size, shuffle=True, seed=seed),
+        val=Batches(val_x, val_y, 256, shuffle=False),
+        kind=splits.task,
+        lr=recipe.lr,
+        metric="perplexity" if splits.task == "causal-lm" else "accuracy",
+        info={"data": splits.description, "params": sum(p.numel() for p in model.parameters())},
+    )

@@ -1,0 +1,128 @@
+"""`nino` console script: graph counts, training with/without NiNo, and one-line user errors (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nino.cli import main
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(code: int, err: str, *culprits: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("nino: error: "), lines[0]
+    for culprit in culprits:
+        assert culprit in lines[0], f"{culprit!r} not in {lines[0]!r}"
+
+
+def test_graph_prints_the_fm16_counts(capsys):
+    code, out, _ = run(capsys, "graph", "--model", "fm16-cnn")
+    assert code == 0
+    assert "nodes: 95 " in out and "edges: 2,057 " in out
+    assert "conv" in out and "self_loop" in out
+
+
+def test_graph_draws_the_adjacency(capsys, tmp_path):
+    png = tmp_path / "adj.png"
+    code, _, _ = run(capsys, "graph", "--model", "mlp-digits", "--plot", png)
+    assert code == 0 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unknown_model_is_one_line_error_naming_it(capsys):
+    code, _, err = run(capsys, "graph", "--model", "resnet-9000")
+    assert_user_error(code, err, "resnet-9000")
+
+
+def test_missing_checkpoint_is_one_line_error_and_writes_nothing(capsys, tmp_path):
+    out = tmp_path / "run"
+    missing = tmp_path / "nope.pt"
+    code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", out, "--ckpt", missing)
+    assert_user_error(code, err, str(missing))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("period, culprit", [("0", "--period"), ("-5", "--period"), ("7", "period")])
+def test_bad_period_is_one_line_error(capsys, tmp_path, period, culprit):
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", out, "--period", period)
+    assert_user_error(code, err, culprit)
+    assert not out.exists()
+
+
+def test_unknown_preset_and_unknown_key_are_one_line_errors(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "--config", "train-tinyy", "--output", tmp_path / "a")
+    assert_user_error(code, err, "train-tinyy", "did you mean")
+    code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", tmp_path / "b", "stepz=3")
+    assert_user_error(code, err, "stepz")
+
+
+def test_metatrain_on_a_missing_dataset_is_one_line_error(capsys, tmp_path):
+    code, _, err = run(capsys, "metatrain", "--data", tmp_path / "nodata", "--output", tmp_path / "o")
+    assert_user_error(code, err, "nodata")
+    assert not (tmp_path / "o").exists()
+
+
+def test_train_compare_writes_both_curves_and_nowcasts(capsys, tmp_path, nino_ckpt):
+    out = tmp_path / "cmp"
+    code, stdout, err = run(
+        capsys, "train", "--config", "train-tiny", "--compare", "--output", out, "--ckpt", nino_ckpt
+    )
+    assert code == 0, err
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"adamw", "nino"}
+    assert len(summary["nino"]["nowcasts"]) == 2  # 120 steps, period 50: nowcasts at calls 50 and 100
+    assert summary["adamw"]["nowcasts"] == []
+    for name in ("adamw", "nino"):
+        lines = Path(out / name / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines] == list(range(0, 121, 10))
+
+
+def test_every_shipped_preset_loads_into_its_config():
+    from learngene_core.config import load_config, preset_names
+    from nino.collect import CollectConfig
+    from nino.metatrain import MetatrainConfig
+    from nino.train import TrainRunConfig
+
+    kinds = {"collect": CollectConfig, "metatrain": MetatrainConfig, "train": TrainRunConfig}
+    names = preset_names("nino.configs")
+    assert {"collect-cpu", "metatrain-cpu", "metatrain-paper", "train-cnn-digits"} <= set(names)
+    for name in names:
+        cfg = load_config(name, cls=kinds[name.split("-")[0]], package="nino.configs")
+        assert cfg is not None
+    paper = load_config("metatrain-paper", cls=MetatrainConfig, package="nino.configs")
+    assert (
+        paper.hid,
+        paper.steps,
+        paper.lr,
+        paper.trajectories_per_batch * paper.windows_per_trajectory,
+    ) == (128, 20_000, 3e-3, 16)
+
+
+def test_public_api_exports_resolve():
+    import nino
+
+    for name in ("NiNo", "NiNoNet", "WNNPlus", "build_graph", "load_nino"):
+        assert name in nino.__all__ and callable(getattr(nino, name))
+    with pytest.raises(AttributeError):
+        nino.no_such_name  # noqa: B018
+
+
+def test_train_with_the_shipped_checkpoint_nowcasts_on_schedule(capsys, tmp_path):
+    out = tmp_path / "n"
+    code, stdout, err = run(capsys, "train", "--config", "train-tiny", "--optimizer", "nino", "--output", out)
+    assert code == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["step"] for r in summary["nino"]["nowcasts"]] == [50, 100]
+    assert [r["k"] for r in summary["nino"]["nowcasts"]] == [40, 1]  # k_schedule(120, 50): two nowcasts
+    assert (out / "loss.png").is_file()

@@ -1,0 +1,274 @@
+"""The NiNo wrapper's schedule (spec A.8): snapshots, nowcast calls, untouched base state, closures."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from learngene_core.errors import ConfigError, ModelError
+from nino.graph import flatten_params
+from nino.model import NiNoNet, WNNPlus
+from nino.optim import NiNo
+
+PERIOD, CTX = 10, 5
+
+
+def make_model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.LayerNorm(8), nn.Linear(8, 3))
+
+
+def make_batch():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(32, 4, generator=g), torch.randint(0, 3, (32,), generator=g)
+
+
+def small_nino(**kwargs) -> NiNoNet:
+    torch.manual_seed(0)
+    return NiNoNet(hid=16, wte_pos_enc=False, **kwargs)
+
+
+def wrap(model, base=None, **kwargs) -> NiNo:
+    base = base if base is not None else torch.optim.AdamW(model.parameters(), lr=1e-2)
+    args = {"period": PERIOD, "ctx": CTX, "max_steps": 40, "nino_model": small_nino(), **kwargs}
+    return NiNo(base_opt=base, model=model, **args)
+
+
+def readme_step(opt, model, x, y) -> None:
+    """One iteration in the seed README's shape."""
+    if opt.need_grads:
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+    opt.step()
+
+
+class Jump:
+    """Stands in for `NiNo.predict`: records its inputs and returns the latest state + 1."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, states, k):
+        self.calls.append(([s.clone() for s in states], k))
+        return states[-1] + 1.0
+
+
+def test_snapshots_are_the_parameters_before_each_fifth_of_a_period_and_jump_replaces_the_update():
+    model, (x, y) = make_model(), make_batch()
+    opt = wrap(model)
+    opt.predict = jump = Jump()
+    before = {}
+    for call in range(1, 21):
+        before[call] = flatten_params(model)
+        readme_step(opt, model, x, y)
+        if call == PERIOD:
+            # the nowcast call: parameters = last snapshot + jump, no base update in that call
+            torch.testing.assert_close(flatten_params(model), before[PERIOD] + 1.0)
+    assert len(jump.calls) == 2
+    (states, k), (states2, k2) = jump.calls
+    for got, call in zip(states, [2, 4, 6, 8, 10]):
+        assert torch.equal(got, before[call])
+    for got, call in zip(states2, [12, 14, 16, 18, 20]):
+        assert torch.equal(got, before[call])
+    assert (k, k2) == (opt.schedule[0], opt.schedule[1]) == (40, 21)
+
+
+def test_need_grads_is_false_exactly_on_nowcast_calls():
+    model, (x, y) = make_model(), make_batch()
+    opt = wrap(model)
+    flags = []
+    for _ in range(35):
+        flags.append(opt.need_grads)
+        readme_step(opt, model, x, y)
+    assert [i + 1 for i, f in enumerate(flags) if not f] == [10, 20, 30]
+    assert [r["step"] for r in opt.history] == [10, 20, 30]
+
+
+def test_base_optimizer_state_is_untouched_by_the_nowcast():
+    model, (x, y) = make_model(), make_batch()
+    opt = wrap(model)
+    for _ in range(PERIOD - 1):
+        readme_step(opt, model, x, y)
+    state = copy.deepcopy(opt.base_opt.state_dict())
+    assert not opt.need_grads
+    readme_step(opt, model, x, y)  # the nowcast
+    after = opt.base_opt.state_dict()
+    assert after["param_groups"] == state["param_groups"]
+    for i, s in state["state"].items():
+        for key, value in s.items():
+            assert torch.equal(after["state"][i][key], value), key
+    assert int(after["state"][0]["step"]) == PERIOD - 1
+    readme_step(opt, model, x, y)  # the base optimizer simply continues
+    assert int(opt.base_opt.state_dict()["state"][0]["step"]) == PERIOD
+
+
+def test_between_nowcasts_the_wrapper_is_transparent():
+    model_a, model_b, (x, y) = make_model(), make_model(), make_batch()
+    plain = torch.optim.AdamW(model_a.parameters(), lr=1e-2)
+    opt = wrap(model_b)
+    for _ in range(PERIOD - 1):
+        plain.zero_grad()
+        F.cross_entropy(model_a(x), y).backward()
+        plain.step()
+        readme_step(opt, model_b, x, y)
+    assert torch.equal(flatten_params(model_a), flatten_params(model_b))
+
+
+def test_step_with_closure_logs_loss_before_and_after_each_nowcast():
+    model, (x, y) = make_model(), make_batch()
+    opt = wrap(model)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    losses = [opt.step(closure) for _ in range(2 * PERIOD)]
+    assert all(isinstance(v, (float, torch.Tensor)) for v in losses)
+    assert [r["step"] for r in opt.history] == [10, 20]
+    for record in opt.history:
+        assert record["accepted"] and record["k"] in opt.schedule
+        assert record["loss_before"] > 0 and record["loss_after"] > 0
+    # the logged "after" loss is the loss of the parameters the nowcast wrote
+    assert opt.history[-1]["loss_after"] == pytest.approx(F.cross_entropy(model(x), y).item(), rel=1e-6)
+    assert float(losses[-1]) == pytest.approx(opt.history[-1]["loss_before"])
+
+
+def test_real_graph_nowcast_moves_parameters_and_training_goes_on():
+    model, (x, y) = make_model(), make_batch()
+    net = small_nino()
+    with torch.no_grad():
+        net.edge_out.fc[2].bias.fill_(0.1)  # a definite forward move of +0.1 sigma per parameter
+    opt = wrap(model, nino_model=net)
+    before = None
+    for call in range(1, 3 * PERIOD + 1):
+        if call == PERIOD:
+            before = flatten_params(model)
+        readme_step(opt, model, x, y)
+        if call == PERIOD:
+            moved = flatten_params(model) - before
+            assert torch.all(moved > 0)  # every parameter moved by its tensor's sigma * ~0.1
+    assert len(opt.history) == 3 and all(r["accepted"] for r in opt.history)
+
+
+def test_nan_prediction_is_rejected_with_a_warning_and_training_continues():
+    model, (x, y) = make_model(), make_batch()
+    net = small_nino()
+    with torch.no_grad():
+        net.edge_out.fc[2].bias.fill_(float("nan"))
+    opt = wrap(model, nino_model=net)
+    for _ in range(PERIOD - 1):
+        readme_step(opt, model, x, y)
+    before = flatten_params(model)
+    with pytest.warns(RuntimeWarning, match="NaN/Inf"):
+        readme_step(opt, model, x, y)
+    assert torch.equal(flatten_params(model), before)
+    assert opt.history[-1]["accepted"] is False and "non-finite" in opt.history[-1]["reason"]
+    readme_step(opt, model, x, y)  # the next call is an ordinary base step
+    assert torch.isfinite(flatten_params(model)).all() and not torch.equal(flatten_params(model), before)
+
+
+def test_guard_rejects_a_nowcast_whose_loss_jumps_and_restores_the_parameters():
+    def run(guard):
+        model, (x, y) = make_model(), make_batch()
+        net = small_nino()
+        with torch.no_grad():
+            net.edge_out.fc[2].bias.fill_(40.0)  # a wild jump: 40 sigma for every parameter
+        opt = wrap(model, nino_model=net, guard_factor=guard)
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        before = None
+        for call in range(1, PERIOD + 1):
+            if call == PERIOD:
+                before = flatten_params(model)
+            opt.step(closure)
+        return opt.history[-1], before, flatten_params(model)
+
+    free, _, _ = run(None)
+    assert free["accepted"] and free["loss_after"] > 1.5 * free["loss_before"]
+    guarded, before, after = run(1.5)
+    assert not guarded["accepted"] and "1.5" in guarded["reason"]
+    assert torch.equal(after, before)
+
+
+def test_frozen_parameters_are_left_alone():
+    model, (x, y) = make_model(), make_batch()
+    model[0].bias.requires_grad_(False)
+    frozen = model[0].bias.detach().clone()
+    net = small_nino()
+    with torch.no_grad():
+        net.edge_out.fc[2].bias.fill_(1.0)
+    opt = wrap(
+        model,
+        base=torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1),
+        nino_model=net,
+    )
+    for _ in range(PERIOD):
+        readme_step(opt, model, x, y)
+    assert opt.history[-1]["accepted"] and torch.equal(model[0].bias, frozen)
+
+
+def test_state_dict_round_trip_and_lr_scheduler():
+    model, (x, y) = make_model(), make_batch()
+    opt = wrap(model)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5**s)  # NiNo is a torch Optimizer
+    for _ in range(7):
+        readme_step(opt, model, x, y)
+        sched.step()
+    assert opt.base_opt.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5**7)
+    state = opt.state_dict()
+    assert state["nino"]["step_idx"] == 7 and len(state["nino"]["states"]) == 3
+    fresh = wrap(model)
+    fresh.load_state_dict(state)
+    assert fresh.step_idx == 7 and all(torch.equal(a, b) for a, b in zip(fresh.states, opt.states))
+    assert fresh.base_opt.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.5**7)
+    assert [fresh.need_grads, fresh.step_idx] == [True, 7]
+
+
+def test_conv_kernels_use_all_nine_slots():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    x, y = torch.randn(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    net = small_nino()
+    with torch.no_grad():
+        net.edge_out.fc[2].bias.zero_()
+        net.edge_out.fc[2].bias[8 * 40 : 9 * 40] = 1.0  # only kernel slot 8 (the last tap) gets a jump
+    opt = wrap(model, nino_model=net)
+    assert opt.graph.max_feat_size == 9
+    for _ in range(PERIOD - 1):
+        readme_step(opt, model, x, y)
+    before = [p.detach().clone() for p in model.parameters()]
+    readme_step(opt, model, x, y)
+    moved = (model[0].weight - before[0]).flatten(1)  # [out, in * 9]
+    assert torch.all(moved[:, 8] > 0) and torch.allclose(moved[:, :8], torch.zeros(4, 8), atol=1e-3)
+
+
+def test_wnn_plus_works_as_the_nowcaster():
+    model, (x, y) = make_model(), make_batch()
+    opt = wrap(model, nino_model=WNNPlus(hid=8))
+    for _ in range(PERIOD):
+        readme_step(opt, model, x, y)
+    assert opt.history[-1]["accepted"]
+
+
+def test_bad_configuration_is_reported():
+    model = make_model()
+    with pytest.raises(ConfigError, match="multiple of ctx"):
+        wrap(model, period=7)
+    with pytest.raises(ConfigError, match="ctx=4"):
+        wrap(model, ctx=4, period=8)
+    with pytest.raises(ConfigError, match="guard_factor"):
+        wrap(model, guard_factor=0)
+    opt = NiNo(base_opt=None, nino_model=small_nino(), period=PERIOD)
+    with pytest.raises(ModelError, match="set_model"):
+        opt.step()
