@@ -5,7 +5,16 @@ gives a LongTensor (seq_len,) of token ids twice. Register a new dataset with
 `@DATASETS.register("name")` on `fn(cfg: DataConfig, seed: int, *, option=default, ...) -> DatasetSplits`.
 """
 
-from . import cifar, digits, image_folder, imagenet, jsonl_text, synthetic  # noqa: F401  (register built-ins)
+from . import (  # noqa: F401  (register built-ins)
+    cifar,
+    digits,
+    fgvc,
+    image_folder,
+    imagenet,
+    jsonl_text,
+    synthetic,
+    vtab,
+)
 from .build import build_datasets
 from .catalog import DATASETS
 from .loaders import build_dataloaders

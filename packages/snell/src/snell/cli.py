@@ -1,0 +1,154 @@
+"""`snell`: SNELL-tune a timm backbone, evaluate the run, merge the sparse updates, compare with baselines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import timm
+from accelerate import PartialState
+
+from learngene_core import experiment as core_experiment
+from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
+from learngene_core.config import ExperimentConfig, load_config, preset_names, read_yaml
+from learngene_core.errors import ConfigError
+from learngene_core.registry import did_you_mean
+
+from . import experiment
+from .compare import METHODS, compare, format_table
+
+EXAMPLES = """\
+examples (the tiny preset runs on a laptop CPU in seconds):
+  snell train --config tiny --output-dir runs/snell-tiny
+  snell eval --run runs/snell-tiny --split test
+  snell merge --run runs/snell-tiny --output-dir runs/snell-tiny-merged     # a plain timm checkpoint
+  snell compare --config tiny --output-dir runs/snell-compare                # SNELL vs LoRA vs full vs probe
+  snell train --config vtab-cifar --backbone ckpt/ViT-B_16.npz --output-dir runs/cifar data.path=data/vtab-1k
+  snell train --config tiny --output-dir runs/s8 snell.rank=8 snell.sparsity=0.5 snell.mask=binary
+  snell pretrain-tiny --output-dir runs/tiny-backbone    # regenerates the shipped tiny backbone
+"""
+
+
+def build_parser():
+    parser = make_parser("snell", "SNELL: sparse tuning with kernelised LoRA for timm backbones.", EXAMPLES)
+    verbs = parser.add_subparsers(
+        dest="verb", required=True, metavar="{train,eval,merge,compare,pretrain-tiny,list}"
+    )
+    train = verbs.add_parser("train", help="SNELL-tune a backbone from a preset or YAML config")
+    add_config_arguments(train)
+    train.add_argument(
+        "--backbone", help="a local checkpoint file (sets model.checkpoint) or a timm model name"
+    )
+    train.add_argument("--output-dir", required=True, help="run directory (metrics, checkpoints, adapter/)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
+
+    evaluate = verbs.add_parser("eval", help="evaluate a snell run")
+    evaluate.add_argument("--run", required=True, help="a run directory written by `snell train`")
+    evaluate.add_argument("--checkpoint", default="final", help="final, best, last, or a path")
+    evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
+    evaluate.add_argument("overrides", nargs="*", metavar="key.sub=value")
+
+    merge = verbs.add_parser(
+        "merge", help="fold the sparse updates into the weights: a plain timm checkpoint"
+    )
+    merge.add_argument("--run", required=True, help="a run directory written by `snell train`")
+    merge.add_argument("--checkpoint", default="final", help="final, best, last, or a path")
+    merge.add_argument("--output-dir", required=True)
+
+    cmp_ = verbs.add_parser("compare", help="SNELL vs peft LoRA vs full fine-tuning vs linear probe")
+    add_config_arguments(cmp_)
+    cmp_.add_argument("--backbone", help="as for train")
+    cmp_.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    cmp_.add_argument("--output-dir", required=True)
+
+    pre = verbs.add_parser("pretrain-tiny", help="train the tiny preset's backbone (a ViT on digits 0-4)")
+    add_config_arguments(pre, default_config="tiny-backbone")
+    pre.add_argument("--output-dir", required=True)
+
+    verbs.add_parser("list", help="list presets and kernels")
+    return parser
+
+
+def _apply_backbone(args, overrides: list[str]) -> list[str]:
+    backbone = getattr(args, "backbone", None)
+    if not backbone:
+        return overrides
+    if Path(backbone).expanduser().is_file():
+        return [*overrides, f"model.checkpoint={backbone}"]
+    if timm.is_model(backbone):
+        return [*overrides, f"model.name={backbone}", "model.checkpoint=null"]
+    raise ConfigError(
+        f"--backbone '{backbone}' is neither a checkpoint file nor a timm model"
+        f"{did_you_mean(backbone, timm.list_models())}"
+    )
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ConfigError(
+            f"--methods: unknown method '{(bad or [text])[0]}'; choose from {', '.join(METHODS)}"
+        )
+    return methods
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    state = PartialState()
+    if args.verb == "train":
+        cfg = experiment.load_snell_config(args.config, _apply_backbone(args, overrides_of(args)))
+        metrics, model = experiment.train(cfg, args.output_dir, resume=args.resume)
+        counts = model.parameter_counts()
+        state.print(json.dumps({"split": "test", **metrics, "trainable_parameters": counts["trainable"]}))
+    elif args.verb == "eval":
+        cfg, run, model = experiment.load_run(args.run, args.checkpoint, overrides=list(args.overrides))
+        state.print(
+            json.dumps({"split": args.split, **experiment.evaluate_model(model, cfg, run, args.split)})
+        )
+    elif args.verb == "merge":
+        meta = experiment.merge(args.run, args.output_dir, args.checkpoint)
+        state.print(
+            f"merged {args.run} into {args.output_dir} (max |merged - unmerged| on a test batch: "
+            f"{meta['max_abs_diff_vs_unmerged']:.2e}); evaluate with: learngene eval --config "
+            f"{Path(args.output_dir) / 'config.yaml'} --checkpoint {args.output_dir}"
+        )
+    elif args.verb == "compare":
+        methods = _methods(args.methods)
+        cfg = experiment.load_snell_config(args.config, _apply_backbone(args, overrides_of(args)))
+        rows = compare(cfg, args.output_dir, methods)
+        state.print(format_table(rows))
+    elif args.verb == "pretrain-tiny":
+        cfg = load_config(args.config, overrides_of(args), ExperimentConfig, experiment.PRESETS)
+        metrics = core_experiment.train(cfg, args.output_dir)
+        state.print(
+            json.dumps({"split": "test", **metrics})
+            + f"\nbackbone: {Path(args.output_dir) / 'final' / 'model.safetensors'} "
+            "(copy it to src/snell/assets/tiny-vit-digits04.safetensors to update the shipped one)"
+        )
+    else:
+        _list()
+    return 0
+
+
+def _list() -> None:
+    from .kernels import KERNELS
+
+    print("presets (--config NAME):")
+    for name in preset_names(experiment.PRESETS):
+        data, _ = read_yaml(name, experiment.PRESETS)
+        print(
+            f"  {name:<26} {data.get('data', {}).get('name', '')} {data.get('data', {}).get('options', '')}"
+        )
+    print("kernels (snell.kernel=NAME):")
+    for k in KERNELS.values():
+        print(f"  {k.name:<10} {k.help}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("snell", _command, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
