@@ -13,10 +13,10 @@ from pathlib import Path
 from ..config import DataConfig
 from ..errors import DataError
 from .catalog import DATASETS
-from .image_files import DEFAULT_IMAGE_SIZE, ImageFiles, image_file_splits, scan_split_folders
+from .image_files import image_file_splits, scan_split_folders
 from .paths import dataset_path, layout_error
 from .splits import DatasetSplits
-from .vtab import image_transform
+from .vtab import listed_image_splits
 
 FGVC_TASKS = ("cub", "nabirds", "oxford_flowers", "stanford_dogs", "stanford_cars")
 LAYOUT = "train.json/val.json/test.json ({'image/path': label}) or train/<class>/ (+ val/, test/) folders"
@@ -65,18 +65,7 @@ def build_fgvc(
         train = _read_annotations(folder / "train.json", images)
         test = _read_annotations(folder / "test.json", images)
         val = _read_annotations(folder / "val.json", images) if (folder / "val.json").is_file() else test
-        num_classes = max(max(train[1]), max(test[1])) + 1
-        size = cfg.image_size or DEFAULT_IMAGE_SIZE
-        transform = image_transform(size)
-        return DatasetSplits(
-            train=ImageFiles(*train, transform),
-            val=ImageFiles(*val, transform),
-            test=ImageFiles(*test, transform),
-            task="classification",
-            input_shape=(3, size, size),
-            num_classes=num_classes,
-            class_names=[str(c) for c in range(num_classes)],
-        )
+        return listed_image_splits(train, val, test, cfg.image_size)
     if not (folder / "train").is_dir():
         raise layout_error("fgvc", folder, "neither train.json nor a train/ folder", LAYOUT, SOURCE)
     found = scan_split_folders(folder)

@@ -50,6 +50,25 @@ def read_image_list(folder: Path, list_name: str) -> tuple[list[Path], list[int]
     return files, labels
 
 
+Listed = tuple[list[Path], list[int]]
+
+
+def listed_image_splits(train: Listed, val: Listed, test: Listed, image_size: int | None) -> DatasetSplits:
+    """Classification splits from (image paths, integer labels) lists, resized straight to image_size."""
+    num_classes = max(max(train[1]), max(test[1])) + 1
+    size = image_size or DEFAULT_IMAGE_SIZE
+    transform = image_transform(size)
+    return DatasetSplits(
+        train=ImageFiles(*train, transform),
+        val=ImageFiles(*val, transform),
+        test=ImageFiles(*test, transform),
+        task="classification",
+        input_shape=(3, size, size),
+        num_classes=num_classes,
+        class_names=[str(c) for c in range(num_classes)],
+    )
+
+
 def image_transform(size: int):
     """Resize straight to size x size (no crop, no augmentation) and normalise with ImageNet statistics."""
     import torch
@@ -92,15 +111,4 @@ def build_vtab(
         val = read_image_list(folder, "val200.txt")
     else:
         val = test
-    num_classes = max(max(train[1]), max(test[1])) + 1
-    size = cfg.image_size or DEFAULT_IMAGE_SIZE
-    transform = image_transform(size)
-    return DatasetSplits(
-        train=ImageFiles(*train, transform),
-        val=ImageFiles(*val, transform),
-        test=ImageFiles(*test, transform),
-        task="classification",
-        input_shape=(3, size, size),
-        num_classes=num_classes,
-        class_names=[str(c) for c in range(num_classes)],
-    )
+    return listed_image_splits(train, val, test, cfg.image_size)
