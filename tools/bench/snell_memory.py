@@ -3,11 +3,11 @@
 Each method trains a few steps of the same ViT-B/16-sized timm model (random init, no download) in its own
 subprocess, so peak memory is honest: the high-water RSS of that process (ru_maxrss) minus its RSS after the
 model and optimizer were built (the weights every method holds). Workers run with a fixed glibc mmap threshold
-so that freed large buffers leave the RSS (otherwise glibc's adaptive threshold keeps them cached and the
+(128 KiB) so that freed buffers leave the RSS (otherwise glibc's adaptive threshold keeps them cached and the
 high-water mark measures the allocator, not the method). Goals: SNELL peak <= 1.1x LoRA's and <= 0.6x
-full fine-tuning's. On a shared CPU the step times are noisy; memory is stable.
+full fine-tuning's. On a shared CPU the step times are noisy (`--threads 1` steadies them); memory is stable.
 
-    python tools/bench/snell_memory.py                       # ViT-B/16, batch 2 at 224, rank 8
+    python tools/bench/snell_memory.py --threads 1           # ViT-B/16, batch 2 at 224, rank 8
     python tools/bench/snell_memory.py --json runs/snell_memory.json --steps 4
 """
 
@@ -78,6 +78,8 @@ def build(method: str, args) -> tuple:
 def worker(method: str, args) -> dict:
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.img, args.img)
     y = torch.randint(0, 100, (args.batch,))
@@ -114,13 +116,21 @@ def main() -> None:
     parser.add_argument("--img", type=int, default=224)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads per worker (default: torch's). 1 gives steadier step times on a shared machine, "
+        "where a parallel op can wait on a descheduled thread",
+    )
     parser.add_argument("--json", help="also write the rows to this JSON file")
     parser.add_argument(
         "--mmap-threshold",
         type=int,
-        default=1 << 20,
+        default=1 << 17,
         help="glibc MALLOC_MMAP_THRESHOLD_ for the workers: buffers above it are returned to the OS when freed, "
-        "so RSS follows live memory instead of allocator caching (default 1 MiB)",
+        "so RSS follows live memory instead of allocator caching (default 128 KiB; with 1 MiB, freed "
+        "sub-MiB temporaries stayed on a fragmented heap and added 20-60 MB to SNELL's high-water mark)",
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -129,7 +139,7 @@ def main() -> None:
         return
     rows = []
     passthrough = [
-        f"--{k}={getattr(args, k)}" for k in ("model", "rank", "sparsity", "batch", "img", "steps")
+        f"--{k}={getattr(args, k)}" for k in ("model", "rank", "sparsity", "batch", "img", "steps", "threads")
     ]
     for method in args.methods.split(","):
         out = subprocess.run(
@@ -143,7 +153,7 @@ def main() -> None:
         print(f"{method}: done", file=sys.stderr)
     by = {r["method"]: r for r in rows}
     print(f"{args.model}, batch {args.batch} at {args.img}px, rank {args.rank}, sparsity {args.sparsity}, "
-          f"{args.steps} steps (CPU, torch threads {__import__('torch').get_num_threads()})")  # fmt: skip
+          f"{args.steps} steps (CPU, torch threads {args.threads or __import__('torch').get_num_threads()})")  # fmt: skip
     print("| method | trainable params | peak RSS (MB) | peak training delta (MB) | step (s) |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:

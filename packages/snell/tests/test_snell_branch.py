@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from snell.kernels import KERNELS, distance_kernel, linear_kernel
 from snell.layers import SnellLinear
-from snell.sparsify import kept_count, sparsify
+from snell.sparsify import kept_count, kth_smallest_magnitude, sparsify
 
 
 def factors(d_in=6, d_out=5, k=3, heads=2, seed=0):
@@ -82,10 +84,26 @@ def test_sparsify_handles_matrices_beyond_torch_quantile_size_limit():
     assert abs(kept - kept_count(delta.numel(), 0.5)) <= 10  # float32 ties at the threshold drop a few
 
 
-def layer(sparsity=0.0, kernel="distance", blocks=1, d_in=8, d_out=12, checkpointing=True, rank=4):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_chunked_radix_selection_equals_kthvalue_with_ties_and_zeros(dtype):
+    g = torch.Generator().manual_seed(8)
+    continuous = torch.randn(37, 29, generator=g)
+    ties = torch.randint(-3, 4, (31, 17), generator=g).float()  # many equal magnitudes and zeros
+    for values in (continuous.to(dtype), ties.to(dtype)):
+        n = values.numel()
+        for k in (1, 2, n // 3, n // 2, n - 1, n):
+            expected = values.abs().flatten().kthvalue(k).values
+            got = kth_smallest_magnitude(values, k, chunk_elements=97)  # chunks do not divide n
+            assert got.dtype == dtype and torch.equal(got, expected), (k, got, expected)
+
+
+def layer(sparsity=0.0, kernel="distance", blocks=1, d_in=8, d_out=12, checkpointing=True, rank=4, mask="magnitude",
+          chunk_elements=1 << 18):  # fmt: skip
     torch.manual_seed(0)
     base = nn.Linear(d_in, d_out)
-    return SnellLinear(base, rank, sparsity, kernel, "magnitude", blocks, 0.0, 0.0, checkpointing).eval()
+    return SnellLinear(
+        base, rank, sparsity, kernel, mask, blocks, 0.0, 0.0, checkpointing, chunk_elements
+    ).eval()
 
 
 def test_layer_output_is_base_plus_kernel_update_at_sparsity_zero():
@@ -105,16 +123,41 @@ def test_fused_qkv_is_three_independent_kernel_blocks_each_sparsified_alone():
         assert int((block != 0).sum()) == kept_count(64, 0.5)
 
 
-@pytest.mark.parametrize(("sparsity", "blocks", "kernel"), [(0.5, 1, "distance"), (0.3, 3, "distance"),
-                                                          (0.0, 1, "distance"), (0.4, 1, "rbf")])  # fmt: skip
-def test_recomputed_branch_gives_the_same_gradients_as_plain_autograd(sparsity, blocks, kernel):
+@pytest.mark.parametrize(("sparsity", "blocks", "kernel", "chunk"), [
+    (0.5, 1, "distance", 1 << 18), (0.3, 3, "distance", 1 << 18), (0.0, 1, "distance", 1 << 18),
+    (0.4, 1, "rbf", 1 << 18), (0.5, 1, "distance", 40), (0.3, 3, "distance", 20), (0.4, 1, "rbf", 40),
+])  # fmt: skip
+def test_recomputed_branch_gives_the_same_gradients_as_plain_autograd(sparsity, blocks, kernel, chunk):
     grads = []
     for checkpointing in (True, False):
-        lay = layer(sparsity=sparsity, blocks=blocks, kernel=kernel, checkpointing=checkpointing).train()
+        lay = layer(sparsity, kernel, blocks, checkpointing=checkpointing, chunk_elements=chunk).train()
         x = torch.randn(2, 3, 8, generator=torch.Generator().manual_seed(0), requires_grad=True)
         lay(x).pow(2).sum().backward()
         grads.append((lay.snell_in.grad, lay.snell_out.grad, x.grad))
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize(("kernel", "mask", "blocks"), [("distance", "magnitude", 1), ("distance", "binary", 3),
+                                                      ("rbf", "magnitude", 3), ("linear", "binary", 1)])  # fmt: skip
+def test_row_chunks_that_do_not_divide_the_update_give_the_unchunked_results(kernel, mask, blocks):
+    results = []
+    for chunk in (
+        1 << 18,
+        2 * 7,
+    ):  # the whole update at once / 2 rows of 7 at a time (13 or 5 rows per block)
+        lay = layer(
+            0.4, kernel, blocks, d_in=7, d_out=13 if blocks == 1 else 15, mask=mask, chunk_elements=chunk
+        )
+        lay.train()
+        x = torch.randn(2, 3, 7, generator=torch.Generator().manual_seed(1), requires_grad=True)
+        out = lay(x)
+        out.pow(2).sum().backward()
+        with torch.no_grad():
+            results.append((out, lay.delta_weight(), lay.snell_in.grad, lay.snell_out.grad, x.grad))
+    per_block = (13 if blocks == 1 else 5) * 7
+    assert int((results[1][1] == 0).sum()) == blocks * (per_block - kept_count(per_block, 0.4))
+    for chunked, whole in zip(results[1], results[0], strict=True):
+        torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
 
 
 def test_full_update_is_not_kept_between_forward_and_backward():
@@ -131,6 +174,35 @@ def test_full_update_is_not_kept_between_forward_and_backward():
     assert max(saved) < d_in * d_out  # only the input and the factors are saved
     out.sum().backward()
     assert lay.snell_in.grad is not None
+
+
+class _LargestTensor(TorchDispatchMode):
+    """The largest floating-point tensor any aten op allocates while active (views excluded; the selection's
+    fixed-size integer histograms are not counted)."""
+
+    largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.is_view:
+            return out
+        sizes = [t.numel() for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+        self.largest = max([self.largest, *sizes])
+        return out
+
+
+@pytest.mark.parametrize("kernel", ["distance", "rbf"])
+def test_backward_builds_no_full_size_temporary_only_row_chunks(kernel):
+    d_in, d_out, chunk = 64, 96, 64 * 10
+    lay = layer(sparsity=0.5, kernel=kernel, d_in=d_in, d_out=d_out, chunk_elements=chunk).train()
+    x = torch.randn(2, d_in, requires_grad=True)
+    out = lay(x)
+    with _LargestTensor() as probe:
+        out.sum().backward()
+    assert probe.largest <= 2 * chunk  # row chunks of 10 x 64 (x 2 heads for rbf), never the 96 x 64 update
+    with _LargestTensor() as probe:
+        lay(x)
+    assert probe.largest == d_in * d_out  # forward: the one buffer the threshold needs
 
 
 @pytest.mark.parametrize("kernel", sorted(KERNELS))

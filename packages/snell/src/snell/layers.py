@@ -3,9 +3,11 @@
 y = W0 x + b0 + drop_path(dropout(x) @ S(K(A, B))^T), with K a kernel over the low-rank factors A (in) and
 B (out) and S the competition-based sparsification. The branch is checkpointed (a custom autograd Function), so
 the d_out x d_in update is rebuilt in backward instead of being kept between forward and backward: memory between
-the two passes is that of LoRA (the input and the factors). The distance kernel has a hand-written backward
-that rebuilds the update one head at a time, so the transient peak is a few d_out x d_in buffers. A fused qkv Linear gets `blocks=3`: three
-independent kernel updates (q, k, v) stacked along the output dimension, each sparsified on its own.
+the two passes is that of LoRA (the input and the factors). Transient memory is small too: forward builds the
+update in one d_out x d_in buffer (the threshold needs every entry), and backward (hand-written for the distance
+kernel) works on chunks of output rows of about `chunk_elements` entries, so none of its temporaries is full-size.
+A fused qkv Linear gets `blocks=3`: three independent kernel updates (q, k, v) stacked along the output
+dimension, each sparsified on its own.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 
 from .kernels import DISTANCE_COEFFICIENTS, KERNELS
-from .sparsify import MaskMode, apply_threshold, threshold
+from .sparsify import CHUNK_ELEMENTS, MaskMode, apply_threshold, mask_weight_, threshold
 
 
 class SnellLinear(nn.Module):
@@ -35,12 +37,15 @@ class SnellLinear(nn.Module):
         dropout: float = 0.1,
         drop_path: float = 0.1,
         checkpointing: bool = True,
+        chunk_elements: int = CHUNK_ELEMENTS,
     ) -> None:
         super().__init__()
         self.base_layer = base_layer
         self.kernel = KERNELS[kernel]
         self.rank, self.sparsity, self.mask, self.blocks = rank, sparsity, mask, blocks
         self.checkpointing = checkpointing
+        # entries of delta W per chunk of rows in the transient buffers (results do not depend on it)
+        self.chunk_elements = chunk_elements
         self.merged = False
         self.disabled = False
         d_in, d_out = base_layer.in_features, base_layer.out_features
@@ -74,13 +79,16 @@ class SnellLinear(nn.Module):
 
     def delta_weight(self) -> Tensor:
         """The sparsified update (d_out, d_in), with gradient to the factors."""
-        return _delta(self.snell_in, self.snell_out, self.kernel.name, self.sparsity, self.mask)
+        return _delta(
+            self.snell_in, self.snell_out, self.kernel.name, self.sparsity, self.mask, self.chunk_elements
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.base_layer(x)
         if self.disabled or self.merged:
             return out
-        args = (self.dropout(x), self.snell_in, self.snell_out, self.kernel.name, self.sparsity, self.mask)
+        args = (self.dropout(x), self.snell_in, self.snell_out, self.kernel.name, self.sparsity, self.mask,
+                self.chunk_elements)  # fmt: skip
         if self.checkpointing and torch.is_grad_enabled() and self.snell_in.requires_grad:
             branch = _RecomputedBranch.apply(*args)
         else:
@@ -109,94 +117,154 @@ class SnellLinear(nn.Module):
         )
 
 
-def _raw(in_f: Tensor, out_f: Tensor, kernel: str) -> list[Tensor]:
-    """The kernel update of each output block (before sparsification)."""
-    fn = KERNELS[kernel].fn
-    return [fn(in_f[b], out_f[b]) for b in range(in_f.shape[0])]
+def _row_chunks(rows: int, cols: int, chunk_elements: int) -> list[tuple[int, int]]:
+    """Row ranges of at least `chunk_elements` entries (whole rows); every path uses the same ranges."""
+    step = max(1, -(-chunk_elements // max(cols, 1)))
+    return [(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
-def _masked(raw: list[Tensor], limits: list[Tensor], sparsity: float, mask: MaskMode) -> Tensor:
-    parts = [apply_threshold(d, t, sparsity, mask) for d, t in zip(raw, limits, strict=True)]
+def _raw_rows(in_f: Tensor, out_f: Tensor, kernel: str, start: int, stop: int) -> Tensor:
+    """Rows start:stop of one block's kernel update (before sparsification): kappa(out_j, in_i), j in range."""
+    return KERNELS[kernel].fn(in_f, out_f[:, start:stop])
+
+
+def _delta(
+    in_f: Tensor, out_f: Tensor, kernel: str, sparsity: float, mask: MaskMode, chunk: int = CHUNK_ELEMENTS
+) -> Tensor:
+    """The sparsified update (d_out, d_in); with autograd to the factors only when grad is needed."""
+    if not (torch.is_grad_enabled() and (in_f.requires_grad or out_f.requires_grad)):
+        return _update(in_f, out_f, kernel, sparsity, mask, chunk)[0]
+    parts = []
+    for blk in range(in_f.shape[0]):
+        ranges = _row_chunks(out_f.shape[2], in_f.shape[2], chunk)
+        raw = torch.cat([_raw_rows(in_f[blk], out_f[blk], kernel, *r) for r in ranges])
+        parts.append(apply_threshold(raw, threshold(raw, sparsity), sparsity, mask))
     return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
 
 
-def _delta(in_f: Tensor, out_f: Tensor, kernel: str, sparsity: float, mask: MaskMode) -> Tensor:
-    raw = _raw(in_f, out_f, kernel)
-    return _masked(raw, [threshold(d, sparsity) for d in raw], sparsity, mask)
+@torch.no_grad()
+def _update(
+    in_f: Tensor, out_f: Tensor, kernel: str, sparsity: float, mask: MaskMode, chunk: int
+) -> tuple[Tensor, list[Tensor]]:
+    """The sparsified update built in place, and the threshold of each block: one d_out x d_in buffer plus
+    chunk-sized temporaries (the same values as `_delta`'s autograd path, chunk by chunk)."""
+    blocks, rows, d_in = in_f.shape[0], out_f.shape[2], in_f.shape[2]
+    update = in_f.new_empty(blocks * rows, d_in)
+    ranges = _row_chunks(rows, d_in, chunk)
+    limits = []
+    for blk in range(blocks):
+        block = update[blk * rows : (blk + 1) * rows]
+        for start, stop in ranges:
+            block[start:stop] = _raw_rows(in_f[blk], out_f[blk], kernel, start, stop)
+        limit = threshold(block, sparsity)
+        limits.append(limit)
+        if sparsity > 0:
+            for start, stop in ranges:
+                part = block[start:stop]
+                part.mul_(mask_weight_(part.abs(), limit, mask))
+    return update, limits
 
 
-def _branch(x: Tensor, in_f: Tensor, out_f: Tensor, kernel: str, sparsity: float, mask: MaskMode) -> Tensor:
-    return F.linear(x, _delta(in_f, out_f, kernel, sparsity, mask))
+def _branch(
+    x: Tensor, in_f: Tensor, out_f: Tensor, kernel: str, sparsity: float, mask: MaskMode, chunk: int
+) -> Tensor:
+    return F.linear(x, _delta(in_f, out_f, kernel, sparsity, mask, chunk).to(x.dtype))
 
 
 class _RecomputedBranch(torch.autograd.Function):
     """x @ S(K(A, B))^T saving only x, the factors and one threshold per block; backward rebuilds the update.
 
     Activation checkpointing specialised to the branch: the pruning thresholds found in forward are kept (a
-    scalar each), so backward rebuilds delta W without a second `kthvalue` and gets the same mask.
+    scalar each), so backward rebuilds delta W chunk by chunk of output rows, without a second selection, and
+    gets the same mask.
     """
 
     @staticmethod
-    def forward(ctx, x, in_f, out_f, kernel, sparsity, mask):  # type: ignore[override]
-        with torch.no_grad():
-            raw = _raw(in_f, out_f, kernel)
-            limits = [threshold(d, sparsity) for d in raw]
-            out = F.linear(x, _masked(raw, limits, sparsity, mask))
+    def forward(ctx, x, in_f, out_f, kernel, sparsity, mask, chunk):  # type: ignore[override]
+        update, limits = _update(in_f, out_f, kernel, sparsity, mask, chunk)
+        out = F.linear(x, update.to(x.dtype))
+        del update
         ctx.save_for_backward(x, in_f, out_f, *limits)
-        ctx.settings = (kernel, sparsity, mask)
+        ctx.settings = (kernel, sparsity, mask, chunk)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
         x, in_f, out_f, *limits = ctx.saved_tensors
-        kernel, sparsity, mask = ctx.settings
-        if kernel == "distance":
-            return (*_distance_backward(grad_out, x, in_f, out_f, limits, sparsity, mask), None, None, None)
-        with torch.enable_grad():
-            in_d, out_d = in_f.detach().requires_grad_(), out_f.detach().requires_grad_()
-            delta = _masked(_raw(in_d, out_d, kernel), limits, sparsity, mask)
-            grad_x = grad_out @ delta.detach().to(grad_out.dtype) if ctx.needs_input_grad[0] else None
-            grad_delta = grad_out.reshape(-1, grad_out.shape[-1]).T @ x.reshape(-1, x.shape[-1]).to(
-                grad_out.dtype
-            )
-            in_grad, out_grad = torch.autograd.grad(delta, (in_d, out_d), grad_delta.to(delta.dtype))
-        return grad_x, in_grad, out_grad, None, None, None
+        kernel, sparsity, mask, chunk = ctx.settings
+        backward = _distance_backward if kernel == "distance" else _autograd_backward
+        grad_x, grad_in, grad_out_f = backward(
+            grad_out, x, in_f, out_f, limits, (kernel, sparsity, mask, chunk), ctx.needs_input_grad[0]
+        )
+        return grad_x, grad_in, grad_out_f, None, None, None, None
 
 
-def _distance_backward(grad_out, x, in_f, out_f, limits, sparsity, mask):
-    """Hand-written backward of the distance-kernel branch: a few d_out x d_in buffers, one head at a time.
+def _flat(grad_out: Tensor, x: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    return grad_out.reshape(-1, grad_out.shape[-1]).to(dtype), x.reshape(-1, x.shape[-1]).to(dtype)
+
+
+def _autograd_backward(grad_out, x, in_f, out_f, limits, settings, need_x):
+    """Backward of any kernel by autograd, one chunk of output rows at a time (chunk-sized graphs)."""
+    kernel, sparsity, mask, chunk = settings
+    flat_g, flat_x = _flat(grad_out, x, in_f.dtype)
+    rows = out_f.shape[2]
+    grad_x = torch.zeros_like(flat_x) if need_x else None
+    with torch.enable_grad():
+        in_d, out_d = in_f.detach().requires_grad_(), out_f.detach().requires_grad_()
+        for blk in range(in_f.shape[0]):
+            for start, stop in _row_chunks(rows, in_f.shape[2], chunk):
+                raw = _raw_rows(in_d[blk], out_d[blk], kernel, start, stop)
+                part = apply_threshold(raw, limits[blk], sparsity, mask)
+                g = flat_g[:, blk * rows + start : blk * rows + stop]
+                if grad_x is not None:
+                    grad_x.addmm_(g, part.detach())
+                torch.autograd.backward(part, g.T @ flat_x)
+    grad_x = None if grad_x is None else grad_x.reshape(x.shape).to(x.dtype)
+    return grad_x, in_d.grad, out_d.grad
+
+
+def _distance_backward(grad_out, x, in_f, out_f, limits, settings, need_x):
+    """Hand-written backward of the distance-kernel branch, one chunk of output rows at a time.
 
     With D_h = ||b_j - a_i||, delta = sum_h c_h D_h and G the gradient w.r.t. delta (through the fixed mask),
-    G_h = c_h G / D_h gives grad b = rowsum(G_h) b - G_h a and grad a = colsum(G_h) a - G_h^T b.
+    G_h = c_h G / D_h gives grad b = rowsum(G_h) b - G_h a and grad a = colsum(G_h) a - G_h^T b. Rows of G_h
+    only need the same rows of b, so every temporary is a chunk of rows (the distances of a chunk are computed
+    once and serve both the rebuilt update and G_h).
     """
+    _, sparsity, mask, chunk = settings
     coefficients = DISTANCE_COEFFICIENTS
-    flat_x = x.reshape(-1, x.shape[-1]).to(in_f.dtype)
-    flat_g = grad_out.reshape(-1, grad_out.shape[-1]).to(in_f.dtype)
-    blocks, rows = in_f.shape[0], out_f.shape[2]
+    flat_g, flat_x = _flat(grad_out, x, in_f.dtype)
+    blocks, heads, d_in = in_f.shape[:3]
+    rows = out_f.shape[2]
     grad_in, grad_out_f = torch.zeros_like(in_f), torch.zeros_like(out_f)
-    grad_x = torch.zeros_like(flat_x)
+    grad_x = torch.zeros_like(flat_x) if need_x else None
     for blk in range(blocks):
         a, b = in_f[blk], out_f[blk]
-        raw = torch.cdist(b[0], a[0]).mul_(coefficients[0])
-        for h in range(1, a.shape[0]):  # the same operations as kernels.distance_kernel, so the same mask
-            raw.add_(torch.cdist(b[h], a[h]).mul_(coefficients[h]))
-        g = flat_g[:, blk * rows : (blk + 1) * rows]
-        if sparsity > 0:
-            magnitude = raw.abs()
-            keep = magnitude > limits[blk]
-            weight = magnitude.mul_(keep) if mask == "magnitude" else keep.to(raw.dtype)
-            del magnitude, keep
-            grad_x.addmm_(g, raw.mul_(weight))  # raw now holds the masked update
-            grad = (g.T @ flat_x).mul_(weight)
-            del weight
-        else:
-            grad_x.addmm_(g, raw)
+        colsum = in_f.new_zeros(heads, d_in)
+        for start, stop in _row_chunks(rows, d_in, chunk):
+            rows_b = b[:, start:stop]
+            dists = [torch.cdist(rows_b[h], a[h]) for h in range(heads)]
+            raw = coefficients[0] * dists[0]  # the operations of kernels.distance_kernel: the same mask
+            for h in range(1, heads):
+                raw = raw.add_(coefficients[h] * dists[h])
+            g = flat_g[:, blk * rows + start : blk * rows + stop]
+            weight = mask_weight_(raw.abs(), limits[blk], mask) if sparsity > 0 else None
+            if grad_x is not None:
+                grad_x.addmm_(g, raw if weight is None else raw.mul_(weight))  # raw: the masked update
+            del raw
             grad = g.T @ flat_x
-        del raw
-        for h in range(a.shape[0]):
-            dist = torch.cdist(b[h], a[h])
-            gh = torch.where(dist > 0, grad * coefficients[h] / dist, torch.zeros_like(dist))
-            del dist
-            grad_out_f[blk, h] = gh.sum(1, keepdim=True) * b[h] - gh @ a[h]
-            grad_in[blk, h] = gh.sum(0).unsqueeze(1) * a[h] - gh.T @ b[h]
-    return grad_x.reshape(x.shape).to(x.dtype), grad_in, grad_out_f
+            if weight is not None:
+                grad.mul_(weight)
+            del weight
+            dists.reverse()
+            for h in range(heads):
+                dist = dists.pop()  # freed after its head
+                gh = (grad * coefficients[h]).div_(dist).masked_fill_(dist == 0, 0)
+                del dist
+                grad_out_f[blk, h, start:stop] = gh.sum(1, keepdim=True) * rows_b[h] - gh @ a[h]
+                grad_in[blk, h].addmm_(gh.T, rows_b[h], alpha=-1)
+                colsum[h] += gh.sum(0)
+            del grad, gh
+        grad_in[blk] += colsum.unsqueeze(2) * a
+    grad_x = None if grad_x is None else grad_x.reshape(x.shape).to(x.dtype)
+    return grad_x, grad_in, grad_out_f

@@ -1,8 +1,10 @@
 """Competition-based sparsification: keep the largest (1 - sparsity) fraction of |delta W|, every forward.
 
 No indices are stored: which entries survive follows from the current values of the factors, so weights
-"compete" for the kept slots. The threshold comes from `torch.kthvalue` (no size limit, unlike
-`torch.quantile`, which has refused inputs above 2**24 elements, e.g. LLM-sized matrices).
+"compete" for the kept slots. The threshold is the exact k-th smallest magnitude, found by a two-pass radix
+select over chunks (`kth_smallest_magnitude`): it equals `torch.kthvalue`'s, without kthvalue's full-size copy
+and int64 index buffer, and has no size limit (unlike `torch.quantile`, which has refused inputs above 2**24
+elements, e.g. LLM-sized matrices).
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from torch import Tensor
 
 MaskMode = Literal["magnitude", "binary"]
 
+CHUNK_ELEMENTS = 1 << 18  # entries per chunk of the transient buffers (1 MiB in float32)
+_RADIX_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # exactly representable in float32
+
 
 def kept_count(numel: int, sparsity: float) -> int:
     """How many entries survive: numel - floor(sparsity * numel), i.e. 1 - sparsity within one entry."""
@@ -26,17 +31,56 @@ def threshold(delta: Tensor, sparsity: float) -> Tensor:
     dropped = math.floor(sparsity * delta.numel())
     if dropped == 0:
         return torch.tensor(float("-inf"), dtype=delta.dtype, device=delta.device)
-    return delta.detach().abs().flatten().kthvalue(dropped).values
+    return kth_smallest_magnitude(delta, dropped)
+
+
+def kth_smallest_magnitude(values: Tensor, k: int, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
+    """The k-th smallest |value| (1-based), equal to `values.abs().flatten().kthvalue(k).values`.
+
+    Non-negative float32 numbers order like their bit patterns read as int32, so a histogram of the high 16
+    bits finds the bin holding the k-th value and a histogram of the low 16 bits inside that bin finds its
+    exact pattern. Both passes go over `chunk_elements` entries at a time, so the temporaries are chunk-sized
+    (kthvalue copies the input and allocates an int64 index per entry). Other dtypes fall back to kthvalue.
+    """
+    flat = values.detach().reshape(-1)
+    if flat.dtype not in _RADIX_DTYPES:
+        return flat.abs().kthvalue(k).values
+    parts = flat.split(chunk_elements)
+
+    def patterns(part: Tensor) -> Tensor:
+        return part.abs().to(torch.float32).view(torch.int32)
+
+    high = torch.zeros(1 << 15, dtype=torch.int64, device=flat.device)
+    for part in parts:
+        high += torch.bincount(patterns(part) >> 16, minlength=1 << 15)
+    cumulative = high.cumsum(0)
+    top = int(torch.searchsorted(cumulative, k))
+    k -= int(cumulative[top - 1]) if top else 0
+    low = torch.zeros(1 << 16, dtype=torch.int64, device=flat.device)
+    for part in parts:
+        bits = patterns(part)
+        low += torch.bincount(bits[(bits >> 16) == top] & 0xFFFF, minlength=1 << 16)
+    bottom = int(torch.searchsorted(low.cumsum(0), k))
+    pattern = torch.tensor((top << 16) | bottom, dtype=torch.int32, device=values.device)
+    return pattern.view(torch.float32).to(values.dtype)
+
+
+def mask_weight_(magnitude: Tensor, limit: Tensor, mask: MaskMode) -> Tensor:
+    """The mask for entries of magnitude `magnitude` (a detached |delta|, overwritten in place).
+
+    `magnitude`: |delta| where |delta| > limit, else 0. `binary`: 1 where |delta| > limit, else 0. Both are
+    written in place, without a boolean temporary.
+    """
+    if mask == "binary":
+        return magnitude.gt_(limit)
+    return torch.nn.functional.threshold_(magnitude, float(limit), 0.0)
 
 
 def apply_threshold(delta: Tensor, limit: Tensor, sparsity: float, mask: MaskMode = "magnitude") -> Tensor:
     """Zero entries with |delta| <= limit; `magnitude` also scales kept entries by the detached |delta|."""
     if sparsity <= 0.0:
         return delta
-    magnitude = delta.detach().abs()
-    keep = magnitude > limit
-    weight = magnitude * keep if mask == "magnitude" else keep.to(delta.dtype)
-    return delta * weight
+    return delta * mask_weight_(delta.detach().abs(), limit, mask)
 
 
 def sparsify(delta: Tensor, sparsity: float, mask: MaskMode = "magnitude") -> Tensor:
