@@ -13,8 +13,9 @@ def test_save_then_load_round_trips_with_official_style_model_args(tmp_path):
     model = NiNoNet(wte_pos_enc=False)
     path = save_nino(model, tmp_path / "nino_no_posw.pt")
     raw = torch.load(path, weights_only=True)
-    assert set(raw) == {"state_dict", "model_args"}
+    assert set(raw) == {"state_dict", "model_args", "snapshot_every"}
     assert raw["model_args"] == {"wte_pos_enc": False}  # only non-defaults, like the official files
+    assert raw["snapshot_every"] == 200  # a fresh network's horizon unit is the paper's spacing
     loaded = load_nino(path)
     assert isinstance(loaded, NiNoNet) and not loaded.training
     assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())

@@ -2,7 +2,9 @@
 
 `model_args` lists only the constructor arguments that differ from the defaults (the official files hold
 e.g. {'wte_pos_enc': False} or {'gnn': False, 'hid': 32}), so official checkpoints load here and ours load in
-the same way. Reading uses `torch.load(weights_only=True)` (no code is unpickled) and a strict key/shape check.
+the same way. Ours add an optional top-level `snapshot_every`: the optimizer steps between the states the
+network was meta-trained on (its horizon unit, so NiNo's natural period is ctx x snapshot_every). A file
+without it (every official checkpoint) means the paper's 200; `load_nino` puts it on the returned network. Reading uses `torch.load(weights_only=True)` (no code is unpickled) and a strict key/shape check.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from torch import nn
 
 from learngene_core.errors import CheckpointError, LearngeneError
 
-from .model import NiNoNet, WNNPlus, build_nino, check_model_args, model_args_of
+from .model import PAPER_SNAPSHOT_EVERY, NiNoNet, WNNPlus, build_nino, check_model_args, model_args_of
 
 __all__ = ["load_nino", "save_nino", "shipped_checkpoint"]
 
 SHIPPED_NAME = "nino.pt"
+SNAPSHOT_KEY = "snapshot_every"
 # PyG's degree-scaler aggregation (PNA) keeps running-degree buffers; with NiNo's mean aggregator and identity
 # scaler they are never read, so checkpoints that carry them load without them.
 _UNUSED_KEYS = re.compile(r"^gnn\.convs\.\d+\.aggr_module\.(avg_deg_lin|avg_deg_log)$")
@@ -41,7 +44,7 @@ def shipped_checkpoint() -> Path:
     raise CheckpointError(f"no shipped NiNo checkpoint in {folder}; pass ckpt=PATH to a NiNo checkpoint")
 
 
-def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any], int]:
     if not path.is_file():
         raise CheckpointError(f"NiNo checkpoint not found: {path}")
     try:
@@ -54,7 +57,16 @@ def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[
     model_args = blob.get("model_args") or {}
     if not isinstance(model_args, dict):
         raise CheckpointError(f"{path}: 'model_args' must be a dict, got {type(model_args).__name__}")
-    return blob["state_dict"], model_args
+    spacing = blob.get(SNAPSHOT_KEY, PAPER_SNAPSHOT_EVERY)
+    if not _positive_int(spacing):
+        raise CheckpointError(
+            f"{path}: {SNAPSHOT_KEY!r} must be a positive integer of steps, got {spacing!r}"
+        )
+    return blob["state_dict"], model_args, int(spacing)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _check_keys(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
@@ -79,9 +91,12 @@ def _describe(model: nn.Module) -> str:
 
 
 def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNoNet | WNNPlus:
-    """Load a NiNo/WNN+ checkpoint (official or ours), strictly; `None` loads the shipped checkpoint."""
+    """Load a NiNo/WNN+ checkpoint (official or ours), strictly; `None` loads the shipped checkpoint.
+
+    The returned network's `snapshot_every` is the file's recorded state spacing (200 when it has none).
+    """
     path = shipped_checkpoint() if path is None else Path(path)
-    state, model_args = _read(path, map_location)
+    state, model_args, spacing = _read(path, map_location)
     try:
         model = build_nino(**model_args)
     except LearngeneError as exc:
@@ -89,23 +104,30 @@ def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNo
     state = {k: v for k, v in state.items() if not _UNUSED_KEYS.match(k)}
     _check_keys(model, state, path)
     model.load_state_dict(state, strict=True)
+    model.snapshot_every = spacing
     return model.eval()
 
 
-def save_nino(model: NiNoNet | WNNPlus, path: str | Path, **model_args: Any) -> Path:
-    """Write `model` as {'state_dict', 'model_args'} (non-default constructor args, then `model_args`).
+def save_nino(
+    model: NiNoNet | WNNPlus, path: str | Path, *, snapshot_every: int | None = None, **model_args: Any
+) -> Path:
+    """Write `model` as {'state_dict', 'model_args', 'snapshot_every'} (non-default constructor args, then
+    `model_args`; the spacing defaults to `model.snapshot_every`).
 
     The file is written to a temporary sibling and renamed, so an existing checkpoint is never half-written.
     """
     args = {**model_args_of(model), **model_args}
     check_model_args(args)
+    spacing = model.snapshot_every if snapshot_every is None else snapshot_every
+    if not _positive_int(spacing):
+        raise CheckpointError(f"snapshot_every must be a positive integer of steps, got {spacing!r}")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save({"state_dict": state, "model_args": args}, tmp)
+        torch.save({"state_dict": state, "model_args": args, SNAPSHOT_KEY: int(spacing)}, tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -5,7 +5,8 @@ One step: draw `trajectories_per_batch` trajectories (task uniformly, then a tra
 remain), normalise every window with its input statistics, turn states and targets into edge features of the
 model's neural graph, and regress all horizons at once with an L1 loss over real parameter slots only
 (self-loops, residual/head pseudo-edges, padded kernel slots and missing horizons are masked). AdamW with
-cosine decay and gradient clipping; metrics in metrics.jsonl; checkpoints in the official NiNo format.
+cosine decay and gradient clipping; metrics in metrics.jsonl; checkpoints in the official NiNo format, plus
+the step spacing of the trajectories' states (`snapshot_every`; trajectories of mixed spacings are refused).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from learngene_core.config import save_config
 from learngene_core.errors import CheckpointError, DataError, TrainingError
 from learngene_core.metrics import MetricsLog, plot_metrics
 
-from .trajectories import Trajectory, TrajectoryDataset, open_dataset
+from .trajectories import Trajectory, TrajectoryDataset, open_dataset, snapshot_spacing
 
 CHECKPOINT_NAME = "nino.pt"
 EMBEDDING_SUFFIXES = ("wte.weight", "embed_tokens.weight")
@@ -251,7 +252,9 @@ def metatrain(
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = WindowSampler(dataset, cfg, rng)
+    spacing = snapshot_spacing([t for ts in sampler.by_task.values() for t in ts])
     model = load_nino(init) if init else build_nino_net(cfg)
+    model.snapshot_every = spacing  # the horizon unit of what it learns here
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -280,9 +283,10 @@ def metatrain(
             bar.set_postfix(loss=f"{loss_mean:.4f}", vs_no_change=f"{loss_mean / still:.3f}")
             running = []
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_nino(model, output_dir / CHECKPOINT_NAME, **cfg.model_args())
+            save_nino(model, output_dir / CHECKPOINT_NAME, snapshot_every=spacing, **cfg.model_args())
     plot_metrics(log.records, output_dir / "metrics.png", title="NiNo meta-training (L1, normalised)")
     summary = {"steps": cfg.steps, "trajectories": len(dataset), "tasks": dataset.tasks(),
-               "final_loss": log.records[-1]["loss"], "seconds": time.perf_counter() - started}  # fmt: skip
+               "snapshot_every": spacing, "final_loss": log.records[-1]["loss"],
+               "seconds": time.perf_counter() - started}  # fmt: skip
     (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return output_dir / CHECKPOINT_NAME

@@ -22,9 +22,11 @@ from torch_geometric.nn import MessagePassing
 
 from learngene_core.errors import ConfigError, DataError, ModelError
 
-__all__ = ["NiNoNet", "WNNPlus", "build_nino", "check_model_args", "model_args_of"]
+__all__ = ["PAPER_SNAPSHOT_EVERY", "NiNoNet", "WNNPlus", "build_nino", "check_model_args", "model_args_of"]
 
 CHUNK_SIZE = 1 << 17
+# Optimizer steps between the states the official checkpoints were meta-trained on (one horizon unit, A.7).
+PAPER_SNAPSHOT_EVERY = 200
 
 
 class _Stack(nn.Module):
@@ -187,7 +189,13 @@ def _decode(head: nn.Linear, z: torch.Tensor, feat: int, horizon: int, k: int | 
 
 
 class NiNoNet(nn.Module):
-    """The NiNo GNN (A.6); `forward(data, k)` returns normalised nowcasts with the residual added."""
+    """The NiNo GNN (A.6); `forward(data, k)` returns normalised nowcasts with the residual added.
+
+    `snapshot_every` is the step spacing of the states it was meta-trained on (one horizon unit): the paper's
+    200 unless `load_nino` read another value from the checkpoint.
+    """
+
+    snapshot_every: int = PAPER_SNAPSHOT_EVERY
 
     def __init__(
         self,
@@ -293,8 +301,10 @@ class WNNPlus(nn.Module):
     """WNN+ (A.6): a per-scalar MLP over the c normalised states plus a layer-type embedding, 40 DMS outputs.
 
     Same forward contract as NiNoNet; the graph is ignored except `edge_type` and `edge_attr`, and every kernel
-    slot of an edge is forecast as its own scalar series.
+    slot of an edge is forecast as its own scalar series. `snapshot_every` as in NiNoNet.
     """
+
+    snapshot_every: int = PAPER_SNAPSHOT_EVERY
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from learngene_core.errors import ConfigError, ModelError
 
 from .checkpoint import load_nino
 from .graph import build_graph, flatten_params, write_params
-from .model import NiNoNet, WNNPlus
+from .model import PAPER_SNAPSHOT_EVERY, NiNoNet, WNNPlus
 from .normalize import denormalize, normalize_per_tensor
 from .schedule import k_schedule
 
@@ -48,13 +48,18 @@ class NiNo(torch.optim.Optimizer):
         base_opt: the optimizer doing the ordinary steps (None: only nowcasts, e.g. offline or via a callback).
         model: the trained network (or call `set_model` later); its neural graph is built once.
         ckpt: NiNo checkpoint path; None loads the checkpoint shipped with the package.
-        period: calls between nowcasts (paper 1000); snapshots every period / ctx calls.
+        period: calls between nowcasts; snapshots every period / ctx calls. None (default): ctx x the NiNo
+            network's `snapshot_every`, the spacing it was meta-trained on (1000 for the official
+            checkpoints, 100 for the shipped one). Another spacing logs a warning: its horizons are then
+            in the wrong unit.
         max_steps: planned training length; it sets the horizon schedule (A.7).
         ctx: number of past states NiNo reads (must match the NiNo network).
         nino_model: an already built NiNoNet/WNNPlus (then `ckpt` is ignored).
         guard_factor: reject a nowcast whose closure loss exceeds guard_factor * the loss before it.
         upd_scale: multiplies the predicted change in normalised space (1.0 = as predicted).
         power: exponent of the horizon schedule.
+        max_k: opt-in cap on the schedule's horizons (None: the spec's schedule unchanged), e.g. to avoid
+            the far early jumps of a weak checkpoint.
         device: where the NiNo network runs (states stay on the CPU).
     """
 
@@ -63,13 +68,14 @@ class NiNo(torch.optim.Optimizer):
         base_opt: torch.optim.Optimizer | None = None,
         model: nn.Module | None = None,
         ckpt: str | Path | None = None,
-        period: int = 1000,
+        period: int | None = None,
         max_steps: int = 10000,
         ctx: int = 5,
         nino_model: NiNoNet | WNNPlus | None = None,
         guard_factor: float | None = None,
         upd_scale: float = 1.0,
         power: float = 2.0,
+        max_k: int | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         # deliberately not Optimizer.__init__: parameter groups and state belong to the base optimizer
@@ -82,24 +88,42 @@ class NiNo(torch.optim.Optimizer):
             "_optimizer_load_state_dict_post_hooks",
         ):
             setattr(self, hooks, OrderedDict())
-        if not isinstance(period, int) or not isinstance(ctx, int) or ctx < 1 or period < ctx or period % ctx:
+        if not isinstance(ctx, int) or ctx < 1:
+            raise ConfigError(f"ctx must be a positive integer, got {ctx}")
+        if period is not None and (not isinstance(period, int) or period < ctx or period % ctx):
             raise ConfigError(f"period ({period}) must be a positive multiple of ctx ({ctx})")
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ConfigError(f"max_steps must be a positive integer, got {max_steps}")
         if guard_factor is not None and not guard_factor > 0:
             raise ConfigError(f"guard_factor must be > 0, got {guard_factor}")
-        self.base_opt = base_opt
-        self.period, self.ctx, self.max_steps = period, ctx, max_steps
-        self.snapshot_every = period // ctx
-        self.guard_factor, self.upd_scale = guard_factor, float(upd_scale)
-        self.device = torch.device(device)
+        if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
+            raise ConfigError(f"max_k must be a positive integer or None, got {max_k}")
         net = nino_model if nino_model is not None else load_nino(ckpt)
         if not isinstance(net, (NiNoNet, WNNPlus)):
             raise ModelError(f"nino_model must be a NiNoNet or WNNPlus, got {type(net).__name__}")
         if net.ctx != ctx:
             raise ConfigError(f"ctx={ctx} but the NiNo network reads {net.ctx} past states")
+        trained_every = int(getattr(net, "snapshot_every", PAPER_SNAPSHOT_EVERY))
+        if period is None:
+            period = ctx * trained_every
+        elif period // ctx != trained_every:
+            logger.warning(
+                "NiNo period=%d takes a snapshot every %d steps, but this NiNo network was meta-trained on "
+                "states %d steps apart: its horizons are in the wrong unit; use period=%d (or period=None)",
+                period,
+                period // ctx,
+                trained_every,
+                ctx * trained_every,
+            )
+        self.base_opt = base_opt
+        self.period, self.ctx, self.max_steps = period, ctx, max_steps
+        self.snapshot_every = period // ctx
+        self.guard_factor, self.upd_scale = guard_factor, float(upd_scale)
+        self.device = torch.device(device)
         self.nino = net.to(self.device).eval().requires_grad_(False)
-        self.schedule = k_schedule(max_steps, period, horizon=net.horizon, power=power)
+        schedule = k_schedule(max_steps, period, horizon=net.horizon, power=power)
+        self.max_k = max_k
+        self.schedule = schedule if max_k is None else [min(k, max_k) for k in schedule]
         self.step_idx = 0  # completed calls of step()
         self.states: list[torch.Tensor] = []
         self.history: list[dict[str, Any]] = []

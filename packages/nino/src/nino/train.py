@@ -32,7 +32,7 @@ class TrainRunConfig:
     data_seed: int = 0
     steps: int = 1000
     eval_every: int = 10
-    period: int = 100  # NiNo: base steps between nowcasts (paper: 1000; snapshots every period / ctx)
+    period: int | None = None  # NiNo: calls between nowcasts; None: ctx x the checkpoint's snapshot_every
     ctx: int = 5
     ckpt: str | None = None  # NiNo checkpoint; None: the one shipped in nino/checkpoints/
     guard_factor: float | None = None  # reject a nowcast whose batch loss grows more than this factor
@@ -43,9 +43,9 @@ class TrainRunConfig:
         if self.task not in task_names():
             raise ValueError(f"task must be one of {', '.join(task_names())}; got {self.task!r}")
         for name in ("steps", "eval_every", "period", "ctx"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.period % self.ctx:
+        if self.period is not None and self.period % self.ctx:
             raise ValueError(f"period ({self.period}) must be a multiple of ctx ({self.ctx})")
 
 
@@ -56,6 +56,7 @@ class RunResult:
     train_seconds: float  # optimisation only (evaluation excluded)
     nowcast_seconds: float  # time inside the nowcast calls of opt.step
     nowcasts: list[dict[str, Any]]  # the wrapper's history (step, k, loss_before, loss_after, accepted)
+    period: int | None = None  # the NiNo run's period (None for AdamW)
 
     def val_losses(self) -> list[tuple[int, float]]:
         return [(r["step"], r["loss"]) for r in self.records if r["split"] == "val"]
@@ -106,7 +107,8 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
         if step % cfg.eval_every == 0 or step == cfg.steps:
             log.log(step, "val", **task.evaluate())
     history = list(getattr(opt, "history", [])) if wrapped else []
-    return RunResult(optimizer, log.records, train_seconds, nowcast_seconds, history)
+    period = opt.period if wrapped else None
+    return RunResult(optimizer, log.records, train_seconds, nowcast_seconds, history, period)
 
 
 def steps_to_reach(result: RunResult, target: float) -> int | None:

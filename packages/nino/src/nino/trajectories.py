@@ -14,6 +14,9 @@ from a local copy: one sub-directory per task (`fm-16`, `c10-16`, `lm1b-3-24`, `
 float16 array of shape [num_checkpoints, num_params] per trained model, as `.npy` files or raw memmaps
 (`.dat`/`.bin`/`.mmap`, the row count is inferred from the file size). The parameter names and shapes come
 from the task's architecture; vision checkpoints are 4 steps apart (stride 50 = 200 steps), LM checkpoints 200.
+
+`snapshot_spacing` tells the optimizer steps between consecutive meta-training states of a set of trajectories
+(recorded steps x stride); `nino metatrain` stores it in the checkpoint as `snapshot_every`.
 """
 
 from __future__ import annotations
@@ -35,12 +38,13 @@ INDEX_NAME = "index.json"
 FORMAT = "nino-trajectories/1"
 RAW_SUFFIXES = (".dat", ".bin", ".mmap")
 
-# The reference dataset's tasks: task dir -> (architecture in nino.tasks.MODELS, stride in stored checkpoints).
-REFERENCE_TASKS: dict[str, tuple[str, int]] = {
-    "fm-16": ("fm16-cnn", 50),
-    "c10-16": ("c10-16-cnn", 50),
-    "lm1b-3-24": ("lm1b-3-24", 1),
-    "lm1b-2-32": ("lm1b-2-32", 1),
+# The reference dataset's tasks: task dir -> (architecture in nino.tasks.MODELS, stride in stored checkpoints,
+# optimizer steps between stored checkpoints); stride x steps = the paper's 200-step spacing.
+REFERENCE_TASKS: dict[str, tuple[str, int, int]] = {
+    "fm-16": ("fm16-cnn", 50, 4),
+    "c10-16": ("c10-16-cnn", 50, 4),
+    "lm1b-3-24": ("lm1b-3-24", 1, 200),
+    "lm1b-2-32": ("lm1b-2-32", 1, 200),
 }
 
 
@@ -59,6 +63,7 @@ class Trajectory:
     val_loss: list[float] = field(default_factory=list)
     stride: int = 1  # stored snapshots per meta-training state (reference vision data: 50)
     graph_args: dict[str, int] = field(default_factory=dict)  # build_graph keywords (num_heads, num_kv_heads)
+    step_every: int = 0  # optimizer steps between stored snapshots when `steps` is not recorded (reference)
     root: str = ""
 
     @property
@@ -94,6 +99,15 @@ class Trajectory:
         """States start..start+count-1 (in strided units) as float32 [num_params, count]."""
         rows = np.arange(start, start + count) * self.stride
         return torch.from_numpy(np.asarray(self.array()[rows], dtype=np.float32)).T.contiguous()
+
+    def snapshot_every(self) -> int | None:
+        """Optimizer steps between consecutive meta-training states (stored spacing x stride); None: unknown."""
+        if len(self.steps) >= 2:
+            gaps = sorted({b - a for a, b in zip(self.steps, self.steps[1:])})
+            if len(gaps) != 1 or gaps[0] <= 0:
+                raise DataError(f"{self.file}: snapshots are not evenly spaced (step gaps {gaps[:5]})")
+            return gaps[0] * self.stride
+        return self.step_every * self.stride if self.step_every > 0 else None
 
     def meta(self) -> dict[str, Any]:
         record = asdict(self)
@@ -163,7 +177,7 @@ def _open_reference(root: Path) -> TrajectoryDataset:
     from .tasks import build_task_model, graph_args
 
     trajectories = []
-    for task, (model_name, stride) in REFERENCE_TASKS.items():
+    for task, (model_name, stride, step_every) in REFERENCE_TASKS.items():
         directory = root / task
         if not directory.is_dir():
             continue
@@ -186,6 +200,7 @@ def _open_reference(root: Path) -> TrajectoryDataset:
                     param_shapes=shapes,
                     stride=stride,
                     graph_args=graph_args(model),
+                    step_every=step_every,
                     root=str(root),
                 )
             )
@@ -194,6 +209,28 @@ def _open_reference(root: Path) -> TrajectoryDataset:
             f"{root}: the reference task directories hold no .npy/.dat/.bin/.mmap trajectory files"
         )
     return TrajectoryDataset(trajectories, root, "reference")
+
+
+def snapshot_spacing(trajectories: list[Trajectory]) -> int:
+    """The one step spacing of the trajectories' meta-training states; mixed or unknown spacings: DataError."""
+    spacings: dict[int, Trajectory] = {}
+    for t in trajectories:
+        spacing = t.snapshot_every()
+        if spacing is None:
+            raise DataError(
+                f"{t.file} ({t.task}, seed {t.seed}) records neither its snapshot steps nor their spacing; "
+                "cannot tell the step spacing NiNo is meta-trained on"
+            )
+        spacings.setdefault(spacing, t)
+    if len(spacings) > 1:
+        (a, ta), (b, tb) = sorted(spacings.items())[:2]
+        raise DataError(
+            f"the trajectories mix snapshot spacings: {ta.file} ({ta.task}) is {a} steps apart, {tb.file} "
+            f"({tb.task}) {b}; NiNo's horizon unit must be one spacing, so meta-train on one of them"
+        )
+    if not spacings:
+        raise DataError("no trajectories to tell the snapshot spacing from")
+    return next(iter(spacings))
 
 
 class TrajectoryWriter:
