@@ -126,3 +126,20 @@ def test_train_with_the_shipped_checkpoint_nowcasts_on_schedule(capsys, tmp_path
     assert [r["step"] for r in summary["nino"]["nowcasts"]] == [50, 100]
     assert [r["k"] for r in summary["nino"]["nowcasts"]] == [40, 1]  # k_schedule(120, 50): two nowcasts
     assert (out / "loss.png").is_file()
+
+
+def test_train_lr_override_sets_adamw_learning_rate(capsys, tmp_path):
+    """lr=... replaces the task's AdamW rate: a vanishing rate leaves the validation loss where it started."""
+    out = tmp_path / "lr"
+    code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", out, "lr=1e-12", "steps=20")
+    assert code == 0, err
+    losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] == pytest.approx(losses[0], rel=1e-6)
+    code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", tmp_path / "bad", "lr=0")
+    assert_user_error(code, err, "lr")
+
+
+def test_override_help_shows_a_key_the_command_accepts(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "e.g. steps=500 lr=3e-3" in capsys.readouterr().out

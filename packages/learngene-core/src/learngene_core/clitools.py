@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 from .errors import LearngeneError
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | None = None) -> None:
-    """`--config PRESET_OR_YAML`, `--seed N` and trailing `key.sub=value` overrides."""
+def add_config_arguments(
+    parser: argparse.ArgumentParser, default_config: str | None = None, example: str = "train.lr=3e-4"
+) -> None:
+    """`--config PRESET_OR_YAML`, `--seed N` and trailing `key.sub=value` overrides (`example` in the help)."""
     parser.add_argument(
         "--config",
         required=default_config is None,
@@ -20,7 +22,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, default_config: str | 
     )
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     parser.add_argument(
-        "overrides", nargs="*", metavar="key.sub=value", help="config overrides, e.g. train.lr=3e-4"
+        "overrides", nargs="*", metavar="key.sub=value", help=f"config overrides, e.g. {example}"
     )
 
 

@@ -144,14 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="record AdamW trajectories of tasks x seeds")
-    add_config_arguments(p, default_config="collect-cpu")
+    add_config_arguments(p, default_config="collect-cpu", example="steps=500 seeds=[0,1]")
     _add_output(p)
     p.add_argument("--resume", action="store_true", help="add the runs missing from an existing dataset")
     _add_threads(p)
     p.set_defaults(fn=cmd_collect)
 
     p = sub.add_parser("metatrain", help="meta-train a NiNo network on a trajectory dataset")
-    add_config_arguments(p, default_config="metatrain-cpu")
+    add_config_arguments(p, default_config="metatrain-cpu", example="steps=200 hid=32")
     p.add_argument("--data", required=True, help="trajectory directory (ours or the reference layout)")
     _add_output(p)
     p.add_argument("--init", default=None, help="start from this NiNo checkpoint")
@@ -160,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_metatrain)
 
     p = sub.add_parser("train", help="train a task with AdamW, AdamW + NiNo, or both (--compare)")
-    add_config_arguments(p)
+    add_config_arguments(p, example="steps=500 lr=3e-3")
     _add_output(p)
     p.add_argument("--optimizer", choices=["adamw", "nino"], default="nino")
     p.add_argument("--compare", action="store_true", help="run both optimizers and plot them together")

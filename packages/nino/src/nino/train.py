@@ -32,6 +32,7 @@ class TrainRunConfig:
     data_seed: int = 0
     steps: int = 1000
     eval_every: int = 10
+    lr: float | None = None  # AdamW learning rate; None: the task's own (nino.tasks)
     period: int | None = None  # NiNo: calls between nowcasts; None: ctx x the checkpoint's snapshot_every
     ctx: int = 5
     ckpt: str | None = None  # NiNo checkpoint; None: the one shipped in nino/checkpoints/
@@ -42,7 +43,7 @@ class TrainRunConfig:
     def __post_init__(self) -> None:
         if self.task not in task_names():
             raise ValueError(f"task must be one of {', '.join(task_names())}; got {self.task!r}")
-        for name in ("steps", "eval_every", "period", "ctx"):
+        for name in ("steps", "eval_every", "period", "ctx", "lr"):
             if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.period is not None and self.period % self.ctx:
@@ -82,7 +83,11 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
     """Train `cfg.task` for `cfg.steps` optimizer calls; evaluate on validation every `eval_every` steps."""
     task = build_task(cfg.task, cfg.seed, cfg.data_seed)
     model = task.model
-    opt = make_optimizer(cfg, optimizer, model, task.optimizer())
+    base = task.optimizer()
+    if cfg.lr is not None:
+        for group in base.param_groups:
+            group["lr"] = cfg.lr
+    opt = make_optimizer(cfg, optimizer, model, base)
     log = MetricsLog(Path(output_dir or ".") / "metrics.jsonl", enabled=output_dir is not None)
     log.log(0, "val", **task.evaluate())
     batches = task.train.forever()

@@ -125,7 +125,7 @@ def _command(argv: Sequence[str] | None) -> int:
         state.print(
             json.dumps({"split": "test", **metrics})
             + f"\nbackbone: {Path(args.output_dir) / 'final' / 'model.safetensors'} "
-            "(copy it to src/snell/assets/tiny-vit-digits04.safetensors to update the shipped one)"
+            "(copy it to packages/snell/src/snell/assets/tiny-vit-digits04.safetensors to update the shipped one)"
         )
     else:
         _list()
