@@ -11,28 +11,16 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
 from learngene_core.errors import ConfigError
 from learngene_core.learngene import AuxNet, Learngene, LearngeneMethod, backbone_named, backbone_of, expand
 from learngene_core.learngene.methods import fresh_block_tensor
+from learngene_core.testing import LM_DEPTH_KEY, LM_LAYERS, TINY_VOCAB, tiny_lm_config
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-VOCAB, AUX_DEPTH = 64, 4
-LM_KWARGS: dict[str, dict[str, Any]] = {
-    "llama": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-    ),
-    "gpt2": dict(n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0),
-}
-DEPTH_KEY = {"llama": "num_hidden_layers", "gpt2": "n_layer"}
-LAYERS = {"llama": "model.layers", "gpt2": "transformer.h"}
+AUX_DEPTH = 4
 INHERITED = {
     "llama": {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"},
     "gpt2": {
@@ -80,11 +68,11 @@ SPEC = METHOD.parse_spec({"depth": AUX_DEPTH})
 
 def make_lm(kind: str, depth: int = AUX_DEPTH, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    config = AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: depth})
+    config = tiny_lm_config(kind, depth)
     model = AutoModelForCausalLM.from_config(config)
     with torch.no_grad():  # norms start at 1 (and 0): make copies distinguishable
         for name, param in model.named_parameters():
-            if not name.startswith(LAYERS[kind]):
+            if not name.startswith(LM_LAYERS[kind]):
                 param.add_(0.1 * torch.randn_like(param))
     return model.eval()
 
@@ -109,7 +97,7 @@ def make_learngene(kind: str, seed: int = 0) -> tuple[Learngene, AuxNet]:
 
 
 def tokens(n: int = 2, length: int = 12, seed: int = 1) -> torch.Tensor:
-    return torch.randint(VOCAB, (n, length), generator=torch.Generator().manual_seed(seed))
+    return torch.randint(TINY_VOCAB, (n, length), generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
@@ -117,15 +105,15 @@ def test_backbone_anatomy_of_llama_and_gpt2(kind):
     model = make_lm(kind)
     backbone = backbone_of(model)
     assert backbone.name == "hf-causal-lm" and backbone_named("hf-causal-lm") is backbone
-    assert backbone.layers_path(model) == LAYERS[kind]
+    assert backbone.layers_path(model) == LM_LAYERS[kind]
     assert len(backbone.layers(model)) == AUX_DEPTH
     assert set(backbone.inherited_names(model)) == INHERITED[kind]
     assert backbone.head_names(model) == ()
     arch = backbone.arch(model)
-    assert arch["model_type"] == kind and DEPTH_KEY[kind] not in arch and "num_hidden_layers" not in arch
+    assert arch["model_type"] == kind and LM_DEPTH_KEY[kind] not in arch and "num_hidden_layers" not in arch
     rebuilt = backbone.create(arch, 2)
     assert len(backbone.layers(rebuilt)) == 2
-    assert rebuilt.config.vocab_size == VOCAB and rebuilt.config.hidden_size == 32
+    assert rebuilt.config.vocab_size == TINY_VOCAB and rebuilt.config.hidden_size == 32
 
 
 def test_old_manifest_without_backbone_means_timm_vit():
@@ -162,14 +150,14 @@ def test_aux_lm_forward_equals_hf_model_loaded_with_generated_layers(kind):
     template = make_lm(kind)
     aux = AuxNet(template, METHOD, SPEC).eval()
     plain = AutoModelForCausalLM.from_config(template.config)
-    state = {k: v for k, v in template.state_dict().items() if not k.startswith(LAYERS[kind])}
+    state = {k: v for k, v in template.state_dict().items() if not k.startswith(LM_LAYERS[kind])}
     state.update(aux.generated_state())
     plain.load_state_dict(state, strict=True)
     x = tokens()
     with torch.no_grad():
         out, expected = aux(input_ids=x).logits, plain.eval()(input_ids=x).logits
         placeholders = template(input_ids=x).logits
-    assert out.shape == (2, 12, VOCAB)
+    assert out.shape == (2, 12, TINY_VOCAB)
     assert torch.allclose(out, expected, atol=1e-6, rtol=1e-5)
     assert not torch.allclose(out, placeholders, atol=1e-3)
 
@@ -190,7 +178,7 @@ def test_expand_lm_generates_layers_copies_the_rest_and_loads_strictly(kind, dep
     layout = list(range(depth))
     model, inheritance = expand(lg, METHOD, layout)
     assert type(model).__name__ == {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[kind]
-    prefix = LAYERS[kind]
+    prefix = LM_LAYERS[kind]
     layer_names = [n for n, _ in make_lm(kind, depth=1).get_submodule(prefix)[0].named_parameters()]
     state = model.state_dict()
     for i in range(depth):
@@ -203,7 +191,7 @@ def test_expand_lm_generates_layers_copies_the_rest_and_loads_strictly(kind, dep
         assert torch.equal(state[n], lg.tensors[f"inherited.{n}"])
     assert set(inheritance.values()) == {"expanded", "copied"}
     # a user with transformers alone: from_config + strict load
-    config = AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: depth})
+    config = tiny_lm_config(kind, depth)
     plain = AutoModelForCausalLM.from_config(config)
     plain.load_state_dict(state, strict=True)
     x = tokens()

@@ -9,17 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
 
+from learngene_core.testing import one_torch_thread  # noqa: F401  (session fixture: one torch thread)
 from loramoe.cli import main as loramoe_main
 
 VOCAB = 97
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _llama(seed: int = 0):

@@ -9,20 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
+from learngene_core.testing import one_torch_thread  # noqa: F401  (session fixture: one torch thread)
 from nino.cli import main as nino_main
 
 COLLECT_OVERRIDES = ["tasks=[mlp-digits, cnn-digits-16]", "seeds=[0]", "steps=200", "snapshot_every=10"]
 METATRAIN_OVERRIDES = ["steps=12", "log_every=4", "checkpoint_every=6", "progress=false"]
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import pytest
 import timm
 import torch
 
+from learngene_core.testing import one_torch_thread  # noqa: F401  (session fixture: one torch thread)
+
 NUM_CLASSES = 5
 
 
@@ -35,14 +37,6 @@ def _convnext():
 
 
 BUILDERS = {"vit": _vit, "swin": _swin, "convnext": _convnext}
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

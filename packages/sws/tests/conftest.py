@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import torch
 
 from learngene_core.cli import main as learngene_main
+from learngene_core.testing import one_torch_thread  # noqa: F401  (session fixture: one torch thread)
 from sws.cli import main as sws_main
 
 STAGES = [1, 2, 1]  # aux layout [0, 1, 1, 2]; the tests read it back from the manifest
@@ -52,14 +52,6 @@ def run_ok(main: Callable[[Sequence[str]], int], argv: Sequence[str]) -> CliResu
     return result
 
 
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def sws_cli() -> Callable[..., CliResult]:
     """`sws_cli(*argv)`: run `sws` in-process and return its exit code, stdout and stderr."""
@@ -67,7 +59,7 @@ def sws_cli() -> Callable[..., CliResult]:
 
 
 @pytest.fixture(scope="session")
-def ancestry_dir(tmp_path_factory, one_torch_thread) -> Path:
+def ancestry_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ancestry") / "run"
     run_ok(
         learngene_main,

@@ -4,32 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
 from learngene_core.learngene import AuxNet, Learngene, expand
+from learngene_core.testing import LM_LAYERS, tiny_lm_config
 from sws import SWS
 
-VOCAB = 64
-LM_KWARGS = {
-    "llama": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-    ),
-    "gpt2": dict(n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0),
-}
-DEPTH_KEY = {"llama": "num_hidden_layers", "gpt2": "n_layer"}
-LAYERS = {"llama": "model.layers", "gpt2": "transformer.h"}
 STAGES = [1, 2, 1]
 METHOD = SWS()
 
 
 def sws_learngene(kind: str) -> tuple[Learngene, AuxNet]:
     torch.manual_seed(0)
-    config = AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: sum(STAGES)})
+    config = tiny_lm_config(kind, sum(STAGES))
     template = AutoModelForCausalLM.from_config(config)
     spec = METHOD.parse_spec({"stages": STAGES})
     aux = AuxNet(template, METHOD, spec)
@@ -46,7 +33,7 @@ def test_sws_lm_stage_blocks_are_bitwise_equal_across_a_stage(kind, depth):
     lg, _ = sws_learngene(kind)
     layout = METHOD.default_layout(depth, lg.spec)
     model, inheritance = expand(lg, METHOD, layout)
-    state, prefix = model.state_dict(), LAYERS[kind]
+    state, prefix = model.state_dict(), LM_LAYERS[kind]
     names = [k.removeprefix("stage0.") for k in lg.tensors if k.startswith("stage0.")]
     assert names
     for i, stage in enumerate(layout):
@@ -58,16 +45,14 @@ def test_sws_lm_stage_blocks_are_bitwise_equal_across_a_stage(kind, depth):
         for n in names:
             assert torch.equal(state[f"{prefix}.{i}.{n}"], state[f"{prefix}.{first[stage]}.{n}"])
     assert set(inheritance.values()) == {"expanded", "copied"}
-    plain = AutoModelForCausalLM.from_config(
-        AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: depth})
-    )
+    plain = AutoModelForCausalLM.from_config(tiny_lm_config(kind, depth))
     plain.load_state_dict(state, strict=True)
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
 def test_sws_aux_lm_shares_each_stage_block(kind):
     _, aux = sws_learngene(kind)
-    generated, prefix = aux.generated_state(), LAYERS[kind]
+    generated, prefix = aux.generated_state(), LM_LAYERS[kind]
     names = [k.removeprefix(f"{prefix}.0.") for k in generated if k.startswith(f"{prefix}.0.")]
     assert len(generated) == sum(STAGES) * len(names)
     for n in names:  # stage 1 holds aux layers 1 and 2; stage 0 is layer 0, stage 2 is layer 3

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from learngene_core.cli import main as learngene_main
 from learngene_core.learngene import Learngene
+from learngene_core.testing import one_torch_thread  # noqa: F401  (session fixture: one torch thread)
 from tleg.cli import main as tleg_main
 
 # The ancestry: the digits-ancestry preset (width 64, 4 heads, patch 4, 16x16 digits 0-4), made shallow.
@@ -23,14 +23,6 @@ ANCESTRY_OVERRIDES = [f"model.kwargs.depth={ANCESTRY_DEPTH}", "train.epochs=20",
 AUX_DEPTH = 4
 EXTRACT_OVERRIDES = [f"method.aux_depth={AUX_DEPTH}", "train.epochs=10", "train.progress=false"]
 WIDTH, NUM_CLASSES = 64, 5
-
-
-@pytest.fixture(scope="session", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -5,42 +5,28 @@ layer i of L is exactly theta_A + (i / L) theta_B, loadable with transformers al
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
+from transformers import AutoModelForCausalLM
 
 from learngene_core import experiment
 from learngene_core.config import ExperimentConfig, from_dict
 from learngene_core.learngene import AuxNet, ExtractConfig, Learngene, expand, extract
 from learngene_core.metrics import read_metrics
+from learngene_core.testing import LM_LAYERS, TINY_LM_KWARGS, TINY_VOCAB, tiny_lm_config
 from tleg import TLEG
 
-VOCAB, AUX_DEPTH, TEACHER_DEPTH = 64, 4, 6
-LM_KWARGS: dict[str, dict[str, Any]] = {
-    "llama": dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        vocab_size=VOCAB,
-        max_position_embeddings=64,
-    ),
-    "gpt2": dict(n_embd=32, n_head=2, vocab_size=VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0),
-}
-DEPTH_KEY = {"llama": "num_hidden_layers", "gpt2": "n_layer"}
-LAYERS = {"llama": "model.layers", "gpt2": "transformer.h"}
+AUX_DEPTH, TEACHER_DEPTH = 4, 6
 INHERITED = {
     "llama": ["model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"],
     "gpt2": ["transformer.wte.weight", "transformer.wpe.weight", "transformer.ln_f.weight", "lm_head.weight"],
 }
-DATA = {"name": "synthetic-text", "seq_len": 16, "batch_size": 16, "options": {"vocab_size": VOCAB}}
+DATA = {"name": "synthetic-text", "seq_len": 16, "batch_size": 16, "options": {"vocab_size": TINY_VOCAB}}
 METHOD = TLEG()
 
 
 def lm_config(kind: str, depth: int):
-    return AutoConfig.for_model(kind, **{**LM_KWARGS[kind], DEPTH_KEY[kind]: depth})
+    return tiny_lm_config(kind, depth)
 
 
 def random_learngene(kind: str) -> tuple[Learngene, AuxNet]:
@@ -61,7 +47,7 @@ def random_learngene(kind: str) -> tuple[Learngene, AuxNet]:
 
 def check_descendant(lg: Learngene, kind: str, depth: int) -> None:
     model, inheritance = expand(lg, METHOD, list(range(depth)))
-    state, prefix = model.state_dict(), LAYERS[kind]
+    state, prefix = model.state_dict(), LM_LAYERS[kind]
     names = [k[2:] for k in lg.tensors if k.startswith("A.")]
     assert names and len(state) == depth * len(names) + len(lg.tensors) - 2 * len(names)
     for i in range(depth):
@@ -74,7 +60,7 @@ def check_descendant(lg: Learngene, kind: str, depth: int) -> None:
     assert set(inheritance.values()) == {"expanded", "copied"}
     plain = AutoModelForCausalLM.from_config(lm_config(kind, depth))
     plain.load_state_dict(state, strict=True)
-    x = torch.randint(VOCAB, (2, 10), generator=torch.Generator().manual_seed(1))
+    x = torch.randint(TINY_VOCAB, (2, 10), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(plain.eval()(input_ids=x).logits, model.eval()(input_ids=x).logits)
 
@@ -90,10 +76,10 @@ def test_random_tleg_lm_learngene_expands_linearly_and_loads_strictly(kind, dept
 def test_tleg_aux_lm_forward_equals_hf_model_built_from_generated_state(kind):
     _, aux = random_learngene(kind)
     plain = AutoModelForCausalLM.from_config(lm_config(kind, AUX_DEPTH))
-    state = {k: v for k, v in aux.template.state_dict().items() if not k.startswith(LAYERS[kind])}
+    state = {k: v for k, v in aux.template.state_dict().items() if not k.startswith(LM_LAYERS[kind])}
     state.update(aux.generated_state())
     plain.load_state_dict(state, strict=True)
-    x = torch.randint(VOCAB, (2, 10), generator=torch.Generator().manual_seed(1))
+    x = torch.randint(TINY_VOCAB, (2, 10), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         out, expected = aux.eval()(input_ids=x).logits, plain.eval()(input_ids=x).logits
     assert torch.allclose(out, expected, atol=1e-6, rtol=1e-5)
@@ -108,11 +94,11 @@ def extracted(tmp_path_factory):
     root = tmp_path_factory.mktemp("tleg-lm")
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    model = {"source": "hf", "name": "llama", "kwargs": {**LM_KWARGS["llama"], "num_hidden_layers": 6}}
+    model = {"source": "hf", "name": "llama", "kwargs": {**TINY_LM_KWARGS["llama"], "num_hidden_layers": 6}}
     train = {"epochs": 2, "lr": 3e-3, "progress": False, "best_metric": "loss", "best_mode": "min"}
     teacher_cfg = from_dict(ExperimentConfig, {"model": model, "data": DATA, "train": train})
     experiment.train(teacher_cfg, root / "ancestry")
-    aux_model = {"source": "hf", "name": "llama", "kwargs": LM_KWARGS["llama"]}
+    aux_model = {"source": "hf", "name": "llama", "kwargs": TINY_LM_KWARGS["llama"]}
     cfg = from_dict(
         ExtractConfig,
         {

@@ -1,0 +1,48 @@
+"""Test helpers shared by the packages' test suites (imported by tests only; needs pytest).
+
+`one_torch_thread` is a session-wide autouse fixture: import it into a conftest.py to run that suite on one
+torch thread (tiny models: threads cost more than they save, and a busy machine makes them far slower).
+`tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+#: Vocabulary of the tiny test LMs.
+TINY_VOCAB = 64
+#: Config fields of the tiny test LMs by model type (depth set by `tiny_lm_config`).
+TINY_LM_KWARGS: dict[str, dict[str, Any]] = {
+    "llama": dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=TINY_VOCAB,
+        max_position_embeddings=64,
+    ),
+    "gpt2": dict(n_embd=32, n_head=2, vocab_size=TINY_VOCAB, n_positions=64, bos_token_id=0, eos_token_id=0),
+}
+#: The config field holding the depth, and the module path of the layer list, by model type.
+LM_DEPTH_KEY = {"llama": "num_hidden_layers", "gpt2": "n_layer"}
+LM_LAYERS = {"llama": "model.layers", "gpt2": "transformer.h"}
+
+
+def tiny_lm_config(kind: str, depth: int):
+    """A transformers config of a tiny `kind` ("llama" or "gpt2") decoder with `depth` layers."""
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(kind, **{**TINY_LM_KWARGS[kind], LM_DEPTH_KEY[kind]: depth})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run the whole session on one torch thread, then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
