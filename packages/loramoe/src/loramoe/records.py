@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from learngene_core.data.json_records import read_json_records
 from learngene_core.errors import DataError
 
 SUFFIXES = (".json", ".jsonl")
@@ -61,66 +62,10 @@ def split_files(path: Path) -> dict[str, list[Path]]:
 
 def read_records(file: Path, num_task_types: int) -> list[Record]:
     """All records of `file`, validated; DataError naming `file:line` for the first bad one."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not UTF-8 text") from None
-    located = _json_list(file, text) if file.suffix == ".json" else _json_lines(file, text)
-    records = [_record(where, obj, num_task_types) for where, obj in located]
+    records = [_record(where, obj, num_task_types) for where, obj in read_json_records(file)]
     if not records:
         raise DataError(f"{file}: no records")
     return records
-
-
-def _json_lines(file: Path, text: str) -> list[tuple[str, object]]:
-    out = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            out.append((f"{file}:{n}", _loads(f"{file}:{n}", line)))
-    return out
-
-
-def _json_list(file: Path, text: str) -> list[tuple[str, object]]:
-    """The items of a JSON list with the line each starts on (json.loads alone loses positions)."""
-    decoder = json.JSONDecoder()
-    pos = _skip(text, 0)
-    if not text.startswith("[", pos):
-        raise DataError(f"{file}: expected a JSON list of records ('[' at line {_line(text, pos)})")
-    pos = _skip(text, pos + 1)
-    out: list[tuple[str, object]] = []
-    if text.startswith("]", pos):
-        return out
-    while True:
-        where = f"{file}:{_line(text, pos)}"
-        try:
-            obj, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        out.append((where, obj))
-        pos = _skip(text, pos)
-        if text.startswith(",", pos):
-            pos = _skip(text, pos + 1)
-        elif text.startswith("]", pos):
-            return out
-        else:
-            raise DataError(f"{file}:{_line(text, pos)}: not valid JSON (expected ',' or ']')")
-
-
-def _skip(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _line(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
-
-
-def _loads(where: str, line: str) -> object:
-    try:
-        return json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
 
 
 def _record(where: str, obj: object, num_task_types: int) -> Record:

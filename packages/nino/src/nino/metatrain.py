@@ -283,7 +283,7 @@ def metatrain(
             bar.set_postfix(loss=f"{loss_mean:.4f}", vs_no_change=f"{loss_mean / still:.3f}")
             running = []
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            save_nino(model, output_dir / CHECKPOINT_NAME, snapshot_every=spacing, **cfg.model_args())
+            save_nino(model, output_dir / CHECKPOINT_NAME, snapshot_every=spacing)
     plot_metrics(log.records, output_dir / "metrics.png", title="NiNo meta-training (L1, normalised)")
     summary = {"steps": cfg.steps, "trajectories": len(dataset), "tasks": dataset.tasks(),
                "snapshot_every": spacing, "final_loss": log.records[-1]["loss"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 from ..config import DataConfig
 from ..errors import DataError
 from .catalog import DATASETS
+from .json_records import read_json_records
 from .partition import random_split
 from .paths import dataset_path, layout_error
 from .splits import DatasetSplits
@@ -87,18 +87,7 @@ def _blocks(file: Path, field: str, tok: ByteTokenizer | HFTokenizer, seq_len: i
 
 def read_texts(file: Path, field: str) -> list[str]:
     """The `field` string of every record of a .jsonl file (one object per line) or a .json list of objects."""
-    try:
-        content = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise DataError(f"{file}: not UTF-8 text") from None
-    if file.suffix == ".json":
-        records = _parse(str(file), content)
-        if not isinstance(records, list):
-            raise DataError(f"{file}: expected a JSON list of objects, got a {type(records).__name__}")
-        located = [(f"{file}[{i}]", record) for i, record in enumerate(records)]
-    else:
-        lines = enumerate(content.splitlines(), start=1)
-        located = [(f"{file}:{n}", _parse(f"{file}:{n}", line)) for n, line in lines if line.strip()]
+    located = read_json_records(file)
     texts = []
     for where, record in located:
         text = record.get(field) if isinstance(record, dict) else None
@@ -110,10 +99,3 @@ def read_texts(file: Path, field: str) -> list[str]:
     if not texts:
         raise DataError(f"{file}: no records")
     return texts
-
-
-def _parse(where: str, text: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: not valid JSON ({exc})") from None
