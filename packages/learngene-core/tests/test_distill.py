@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from learngene_core.config import TrainConfig, from_dict
-from learngene_core.distill import DistillConfig, Distiller, soft_kd_loss
+from learngene_core.distill import DistillConfig, Distiller, soft_cross_entropy_loss, soft_kd_loss
 from learngene_core.errors import ConfigError
 from learngene_core.metrics import read_metrics
 from learngene_core.tasks import ClassificationTask
@@ -180,3 +180,99 @@ def test_distill_config_from_yaml_data_rejects_alpha_above_one():
     assert from_dict(DistillConfig, {"alpha": 0.5, "feature_pairs": {"a": "b"}}) == DistillConfig(
         alpha=0.5, feature_pairs={"a": "b"}
     )
+
+
+# ------------------------------------------------------------------------------------------ Learngene Pool's form
+
+
+def test_soft_cross_entropy_is_the_mean_over_logits_of_teacher_weighted_log_probs():
+    g = torch.Generator().manual_seed(4)
+    student, teacher = torch.randn(4, 6, generator=g), torch.randn(4, 6, generator=g)
+    for temperature in (1.0, 2.0):
+        expected = (-(F.softmax(teacher / temperature, -1) * F.log_softmax(student / temperature, -1))).mean()
+        got = soft_cross_entropy_loss(student, teacher, temperature)
+        assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+    # no T^2 and a mean over all 24 logits: one sample's sum over classes is 6x the per-logit mean
+    assert soft_cross_entropy_loss(student[:1], teacher[:1], 1.0).item() * 6 == pytest.approx(
+        F.cross_entropy(student[:1], F.softmax(teacher[:1], -1)).item(), rel=1e-5
+    )
+
+
+def test_soft_ce_distiller_uses_soft_cross_entropy(tiny_mlp):
+    student, teacher = tiny_mlp(seed=0), tiny_mlp(seed=1)
+    x = torch.randn(6, 8, generator=torch.Generator().manual_seed(3))
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    cfg = DistillConfig(alpha=0.9, temperature=2.0, soft_loss="soft-ce")
+    loss, _, parts = Distiller(teacher, ClassificationTask(), cfg)(student, x, y)
+    soft = soft_cross_entropy_loss(student(x), teacher(x), 2.0)
+    assert parts["kd_loss"].item() == pytest.approx(soft.item(), rel=1e-6)
+    assert loss.item() == pytest.approx((0.9 * soft + 0.1 * F.cross_entropy(student(x), y)).item(), rel=1e-5)
+
+
+def test_teacher_side_projections_map_teacher_width_to_student_width(tiny_mlp):
+    teacher, student = tiny_mlp(seed=1, hidden=32), tiny_mlp(seed=2, hidden=12)
+    cfg = DistillConfig(
+        feature_weight=1.0, feature_pairs={"body.1": "body.1", "body.0": "body.0"}, project="teacher"
+    )
+    distiller = Distiller(
+        teacher, ClassificationTask(), cfg, student=student, sample_inputs=torch.randn(2, 8)
+    )
+    for name in ("body.1", "body.0"):
+        proj = distiller.projection_of(name)
+        assert (proj.in_features, proj.out_features) == (32, 12)
+    assert distiller.projection_of("body.0") is distiller.projections["1"]
+    with pytest.raises(KeyError, match="head"):
+        distiller.projection_of("head")
+
+
+def test_feature_loss_is_the_sum_or_mean_of_per_pair_mses_with_teacher_projected(tiny_mlp):
+    teacher, student = tiny_mlp(seed=1, hidden=32), tiny_mlp(seed=2, hidden=12)
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(5))
+    y = torch.tensor([0, 1, 2, 0, 1])
+    pairs = {"body.0": "body.0", "body.1": "body.1"}
+    losses = {}
+    for reduce in ("sum", "mean"):
+        cfg = DistillConfig(feature_weight=1.0, feature_pairs=pairs, project="teacher", feature_reduce=reduce)
+        torch.manual_seed(0)  # same projections for both reductions
+        distiller = Distiller(teacher, ClassificationTask(), cfg, student=student, sample_inputs=x)
+        _, _, parts = distiller(student, x, y)
+        expected = [
+            F.mse_loss(student.body[i](h_s), distiller.projections[str(i)](teacher.body[i](h_t)))
+            for i, (h_s, h_t) in enumerate([(x, x), (student.body[0](x), teacher.body[0](x))])
+        ]
+        losses[reduce] = parts["feature_loss"].item()
+        want = sum(expected) if reduce == "sum" else sum(expected) / 2
+        assert losses[reduce] == pytest.approx(want.item(), rel=1e-5)
+    assert losses["sum"] == pytest.approx(2 * losses["mean"], rel=1e-5)
+
+
+def test_teacher_projected_feature_loss_falls_in_training(tmp_path, tiny_loaders, tiny_mlp):
+    teacher, student = tiny_mlp(seed=1, hidden=32), tiny_mlp(seed=2, hidden=12)
+    cfg = DistillConfig(
+        alpha=0.9, soft_loss="soft-ce", feature_weight=0.9, feature_pairs={"body.1": "body.1"}, project="teacher",
+        feature_reduce="sum",
+    )  # fmt: skip
+    distiller = Distiller(
+        teacher, ClassificationTask(), cfg, student=student, sample_inputs=torch.randn(4, 8)
+    )
+    before = distiller.projections["0"].weight.detach().clone()
+    train, val, _ = tiny_loaders(n_train=64, batch_size=8)
+    Trainer(
+        student, kd_config(epochs=6, lr=0.03), ClassificationTask(), train, val, output_dir=tmp_path,
+        loss_fn=distiller, extra_modules=[distiller.projections],
+    ).fit()  # fmt: skip
+    feature = [r["feature_loss"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert sum(feature[-4:]) / 4 < 0.5 * sum(feature[:4]) / 4
+    assert not torch.equal(distiller.projections["0"].weight, before)
+
+
+def test_feature_pairs_with_different_token_counts_are_refused(tiny_vit):
+    student, teacher = tiny_vit(seed=0), tiny_vit(seed=1)
+    teacher.cls_token = None  # 16 tokens against the student's 17
+    teacher.num_prefix_tokens = 0
+    teacher.pos_embed = torch.nn.Parameter(teacher.pos_embed[:, 1:].detach().clone())
+    cfg = DistillConfig(feature_weight=1.0, feature_pairs={"blocks.1": "blocks.1"}, project="teacher")
+    with pytest.raises(ValueError, match="blocks.1.*differ before the last"):
+        Distiller(
+            teacher, ClassificationTask(), cfg, student=student, sample_inputs=torch.randn(2, 3, 16, 16)
+        )

@@ -5,14 +5,21 @@
     distiller = Distiller(teacher, task, DistillConfig(alpha=1.0, temperature=1.0))
     Trainer(student, cfg, task, ..., loss_fn=distiller, extra_modules=[distiller.projections])
 
-loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)
-       + feature_weight * mean_i MSE(proj_i(student feature_i), teacher feature_i)
+loss = alpha * soft(student, teacher) + (1 - alpha) * CE(student, labels)
+       + feature_weight * reduce_i MSE(student feature_i, teacher feature_i)
+
+soft is `kl` (T^2 * KL(teacher_T || student_T), DeiT/Hinton) or `soft-ce` (mean over every logit of
+-softmax(teacher/T) * log_softmax(student/T), no T^2; Learngene Pool). Feature pairs name a student and a teacher
+module; forward hooks capture their outputs (a tuple output gives its first element). Each pair has its own
+learnable projection (Identity for equal widths) that maps the student's feature to the teacher's width
+(`project: student`) or the teacher's to the student's (`project: teacher`, Learngene Pool's transformation
+matrices). `reduce` is the mean or the sum over pairs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +35,13 @@ class DistillConfig:
     alpha: float = 1.0  # weight of the soft (KD) term; 1 - alpha weights the hard cross-entropy
     temperature: float = 1.0
     feature_weight: float = 0.0  # weight of the feature-matching term (0 disables it)
-    # student module name -> teacher module name, e.g. {"blocks.3": "blocks.11"}
+    # student module name -> teacher module name, e.g. {"blocks.3": "blocks.11", "blocks.3.attn": "blocks.11.attn"}
     feature_pairs: dict[str, str] = field(default_factory=dict)
+    soft_loss: Literal["kl", "soft-ce"] = "kl"  # kl: T^2 * KL batch mean; soft-ce: mean soft cross-entropy
+    project: Literal["student", "teacher"] = (
+        "student"  # whose features a pair's projection maps to the other's width
+    )
+    feature_reduce: Literal["mean", "sum"] = "mean"  # over the feature pairs
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -48,6 +60,18 @@ def soft_kd_loss(
     t = teacher_logits.float().reshape(-1, teacher_logits.size(-1)) / temperature
     kl = F.kl_div(F.log_softmax(s, -1), F.log_softmax(t, -1), reduction="batchmean", log_target=True)
     return kl * temperature**2
+
+
+def soft_cross_entropy_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """mean over every logit of -softmax(teacher/T) * log_softmax(student/T) (no T^2; Learngene Pool's L_logit)."""
+    s = F.log_softmax(student_logits.float() / temperature, -1)
+    t = F.softmax(teacher_logits.float() / temperature, -1)
+    return -(t * s).mean()
+
+
+SOFT_LOSSES = {"kl": soft_kd_loss, "soft-ce": soft_cross_entropy_loss}
 
 
 class _FeatureTap:
@@ -104,9 +128,23 @@ class Distiller:
         self.task.logits(self.teacher, sample_inputs)
         student.train(was_training)
         for i, (s_name, t_name) in enumerate(self.cfg.feature_pairs.items()):
-            s_dim = self._student_tap.outputs[s_name].shape[-1]
-            t_dim = self._teacher_tap.outputs[t_name].shape[-1]
-            self.projections[str(i)] = nn.Linear(s_dim, t_dim) if s_dim != t_dim else nn.Identity()
+            s_shape = self._student_tap.outputs[s_name].shape
+            t_shape = self._teacher_tap.outputs[t_name].shape
+            if s_shape[:-1] != t_shape[:-1]:
+                raise ValueError(
+                    f"feature pair {s_name!r} -> {t_name!r}: student shape {tuple(s_shape)} and teacher shape "
+                    f"{tuple(t_shape)} differ before the last (width) dimension (class tokens? image size?)"
+                )
+            s_dim, t_dim = s_shape[-1], t_shape[-1]
+            in_dim, out_dim = (s_dim, t_dim) if self.cfg.project == "student" else (t_dim, s_dim)
+            self.projections[str(i)] = nn.Linear(in_dim, out_dim) if in_dim != out_dim else nn.Identity()
+
+    def projection_of(self, student_module: str) -> nn.Module:
+        """The learnable projection of the feature pair whose student side is `student_module`."""
+        names = list(self.cfg.feature_pairs)
+        if student_module not in names:
+            raise KeyError(f"no feature pair with student module {student_module!r}; pairs: {names}")
+        return self.projections[str(names.index(student_module))]
 
     def teacher_logits(self, inputs: Any, device: torch.device) -> torch.Tensor:
         if next(self.teacher.parameters()).device != device:
@@ -122,16 +160,22 @@ class Distiller:
         parts: dict[str, torch.Tensor] = {}
         loss = logits.new_zeros((), dtype=torch.float32)
         if self.cfg.alpha > 0:
-            parts["kd_loss"] = soft_kd_loss(logits, teacher_logits, self.cfg.temperature)
+            parts["kd_loss"] = SOFT_LOSSES[self.cfg.soft_loss](logits, teacher_logits, self.cfg.temperature)
             loss = loss + self.cfg.alpha * parts["kd_loss"]
         if self.cfg.alpha < 1:
             parts["ce_loss"] = self.task.loss(logits, targets, self.label_smoothing)
             loss = loss + (1 - self.cfg.alpha) * parts["ce_loss"]
         if self._student_tap is not None:
             terms = [
-                F.mse_loss(proj(self._student_tap.outputs[s]).float(), self._teacher_tap.outputs[t].float())
+                self._feature_mse(proj, self._student_tap.outputs[s], self._teacher_tap.outputs[t])
                 for proj, (s, t) in zip(self.projections.values(), self.cfg.feature_pairs.items())
             ]
-            parts["feature_loss"] = torch.stack(terms).mean()
+            stacked = torch.stack(terms)
+            parts["feature_loss"] = stacked.sum() if self.cfg.feature_reduce == "sum" else stacked.mean()
             loss = loss + self.cfg.feature_weight * parts["feature_loss"]
         return loss, logits, parts
+
+    def _feature_mse(self, proj: nn.Module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        if self.cfg.project == "student":
+            return F.mse_loss(proj(student).float(), teacher.float())
+        return F.mse_loss(student.float(), proj(teacher).float())
