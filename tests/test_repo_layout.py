@@ -24,7 +24,9 @@ def test_core_is_there():
 @pytest.mark.parametrize("package", PACKAGES, ids=[p.name for p in PACKAGES])
 def test_package_is_complete(package):
     project = _project(package)
-    assert project["name"] == package.name
+    assert project["name"] in (package.name, f"learngene-{package.name}"), (
+        "dist name = directory name, or learngene-<dir> where the index already has <dir>"
+    )
     assert (package / "README.md").read_text().strip(), "every package has a README"
     assert project.get("scripts"), "every package has a console script"
     assert list((package / "tests").glob("test_*.py")), "every package has tests"

@@ -91,7 +91,7 @@ def _list() -> None:
     for m in methods:
         print(f"  {m.name:<18} {m.distribution} {m.version}  {m.summary}")
     if not methods:
-        print("  (none installed; e.g. pip install tleg)")
+        print("  (none installed; e.g. from a clone: pip install -c shared/constraints.txt -e packages/tleg)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
