@@ -11,6 +11,7 @@ from . import (  # noqa: F401  (register built-ins)
     fgvc,
     image_folder,
     imagenet,
+    imagenet_r,
     jsonl_text,
     synthetic,
     vtab,
