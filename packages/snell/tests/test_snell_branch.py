@@ -214,3 +214,35 @@ def test_every_kernel_trains_and_merges_exactly(kernel):
     torch.testing.assert_close(lay(x), before, atol=1e-5, rtol=0)
     lay.unmerge()
     torch.testing.assert_close(lay(x), before, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(48, 37), (64, 32), (96, 64), (33, 77)])
+@pytest.mark.parametrize("sparsity", [0.08, 0.1, 0.15, 0.3, 0.37, 0.74, 0.88, 0.9, 0.995])
+def test_pruned_count_is_the_reference_quantile_thresholds(shape, sparsity):
+    # the reference: zero every |delta| <= torch.quantile(|delta|, s), i.e. floor(s * (n - 1)) + 1 entries
+    delta = torch.randn(*shape, generator=torch.Generator().manual_seed(11))
+    limit = torch.quantile(delta.abs().flatten(), sparsity)
+    reference_kept = int((nn.functional.threshold(delta.abs(), float(limit), 0.0) != 0).sum())
+    assert int((sparsify(delta, sparsity, "binary") != 0).sum()) == reference_kept
+    assert kept_count(delta.numel(), sparsity) == reference_kept
+
+
+def test_reference_count_keeps_one_entry_fewer_than_floor_of_s_n_at_some_sparsities():
+    assert kept_count(1776, 0.1) == 1776 - (177 + 1)  # floor(0.1 * 1775) + 1 = 178 pruned, not floor(177.6)
+    assert kept_count(100, 0.5) == 50  # floor(0.5 * 99) + 1 = 50: the same as floor(s * n) here
+    assert kept_count(100, 0.0) == 100
+
+
+def test_drop_path_drops_the_branch_of_a_sample_never_the_frozen_output():
+    torch.manual_seed(0)
+    lay = SnellLinear(nn.Linear(8, 6), 4, 0.0, "distance", "magnitude", 1, 0.0, 0.5, True).train()
+    with torch.no_grad():
+        lay.snell_in.mul_(30)  # a branch clearly larger than rounding
+    x = torch.randn(64, 3, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out, base = lay(x), lay.base_layer(x)
+        branch = x @ lay.delta_weight().T
+    kept = torch.isclose(out, base + 2 * branch, atol=1e-5).flatten(1).all(1)  # DropPath(0.5) scales by 2
+    dropped = torch.isclose(out, base, atol=1e-6).flatten(1).all(1)
+    assert bool((kept | dropped).all())  # each sample: base + branch / keep, or exactly the base
+    assert 10 < int(dropped.sum()) < 54  # both happen (64 samples, p = 0.5)

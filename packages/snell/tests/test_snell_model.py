@@ -118,3 +118,17 @@ def test_linear_kernel_allows_odd_rank_and_starts_as_the_base_model(make_backbon
     base = make_backbone("vit").eval()
     model = get_snell_model(make_backbone("vit"), SnellConfig(rank=3, kernel="linear")).eval()
     torch.testing.assert_close(model(images), base(images))
+
+
+@pytest.mark.parametrize("proj_dropout", [False, True])
+def test_attention_projection_branch_gets_no_dropout_unless_asked(make_backbone, proj_dropout):
+    config = SnellConfig(rank=4, dropout=0.5, drop_path=0.0, proj_dropout=proj_dropout)
+    model = get_snell_model(make_backbone("vit"), config).train()
+    for name, layer in model.snell_layers():
+        x = torch.randn(2, 5, layer.base_layer.in_features, generator=torch.Generator().manual_seed(3))
+        torch.manual_seed(0)
+        first = layer(x)
+        torch.manual_seed(1)
+        second = layer(x)
+        random = not torch.equal(first, second)  # dropout on the branch input changes the output
+        assert random == (proj_dropout or not name.endswith("attn.proj")), name

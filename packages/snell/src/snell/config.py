@@ -31,6 +31,10 @@ class SnellConfig:
     )
     split_qkv: bool = field(default=True, metadata={"help": "treat a fused qkv Linear as q, k, v separately"})
     dropout: float = field(default=0.1, metadata={"help": "dropout on the branch input"})
+    proj_dropout: bool = field(
+        default=False,
+        metadata={"help": "also drop the attention projection's branch input (the reference does not)"},
+    )
     drop_path: float = field(default=0.1, metadata={"help": "stochastic depth on the branch output"})
     trainable: list[str] = field(
         default_factory=lambda: ["head", "cls_token"],

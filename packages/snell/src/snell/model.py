@@ -78,7 +78,7 @@ class SnellModel(nn.Module):
                     config.kernel,
                     config.mask,
                     blocks=3 if fused else 1,
-                    dropout=config.dropout,
+                    dropout=config.dropout if child != "proj" or config.proj_dropout else 0.0,
                     drop_path=config.drop_path,
                     checkpointing=config.checkpointing,
                 ),

@@ -1,5 +1,9 @@
 """Competition-based sparsification: keep the largest (1 - sparsity) fraction of |delta W|, every forward.
 
+How many entries are pruned follows the reference exactly: it thresholds at `torch.quantile(|delta W|, s)`
+(linear interpolation at rank s * (n - 1)) and zeroes every entry at or below it, so it prunes
+floor(s * (n - 1)) + 1 entries (for s > 0, without ties), one more than floor(s * n) at many sparsities.
+
 No indices are stored: which entries survive follows from the current values of the factors, so weights
 "compete" for the kept slots. The threshold is the exact k-th smallest magnitude, found by a two-pass radix
 select over chunks (`kth_smallest_magnitude`): it equals `torch.kthvalue`'s, without kthvalue's full-size copy
@@ -21,17 +25,42 @@ CHUNK_ELEMENTS = 1 << 18  # entries per chunk of the transient buffers (1 MiB in
 _RADIX_DTYPES = (torch.float32, torch.float16, torch.bfloat16)  # exactly representable in float32
 
 
-def kept_count(numel: int, sparsity: float) -> int:
-    """How many entries survive: numel - floor(sparsity * numel), i.e. 1 - sparsity within one entry."""
-    return numel - math.floor(sparsity * numel)
+def _quantile_rank(numel: int, sparsity: float, dtype: torch.dtype) -> float:
+    """torch.quantile's rank of `sparsity` among `numel` sorted values: q * (n - 1), with q rounded to the
+    input's dtype (a float32 q for float32 inputs) and the product kept in double precision."""
+    q = sparsity if dtype == torch.float64 else float(torch.tensor(sparsity, dtype=torch.float32))
+    return q * (numel - 1)
+
+
+def pruned_count(numel: int, sparsity: float, dtype: torch.dtype = torch.float32) -> int:
+    """How many entries the reference prunes: floor(q * (n - 1)) + 1 for s > 0, 0 for s = 0 (without ties;
+    in the rare case where the interpolated threshold rounds up to the next value, one more)."""
+    if sparsity <= 0.0:
+        return 0
+    return min(numel, math.floor(_quantile_rank(numel, sparsity, dtype)) + 1)
+
+
+def kept_count(numel: int, sparsity: float, dtype: torch.dtype = torch.float32) -> int:
+    """How many entries survive: n - floor(q * (n - 1)) - 1 for s > 0 (the reference's count)."""
+    return numel - pruned_count(numel, sparsity, dtype)
 
 
 def threshold(delta: Tensor, sparsity: float) -> Tensor:
-    """The magnitude at or below which entries are pruned (-inf when nothing is pruned)."""
-    dropped = math.floor(sparsity * delta.numel())
-    if dropped == 0:
+    """The magnitude at or below which entries are pruned (-inf when nothing is pruned): the reference's
+    `torch.quantile(|delta|, sparsity)`, linearly interpolated between two exact order statistics."""
+    if sparsity <= 0.0:
         return torch.tensor(float("-inf"), dtype=delta.dtype, device=delta.device)
-    return kth_smallest_magnitude(delta, dropped)
+    dtype = torch.float64 if delta.dtype == torch.float64 else torch.float32
+    rank = _quantile_rank(delta.numel(), sparsity, dtype)
+    below = math.floor(rank)
+    low = kth_smallest_magnitude(delta, below + 1)
+    weight = rank - below
+    if weight == 0.0:
+        return low
+    high = kth_smallest_magnitude(delta, below + 2).to(dtype)
+    return torch.lerp(low.to(dtype), high, torch.tensor(weight, dtype=dtype, device=delta.device)).to(
+        delta.dtype
+    )
 
 
 def kth_smallest_magnitude(values: Tensor, k: int, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
