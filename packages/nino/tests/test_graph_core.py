@@ -89,3 +89,20 @@ def test_bad_state_shapes_are_rejected():
 def test_describe_lists_counts():
     text = small_graph().describe()
     assert "architecture: mlp_cnn" in text and "parameters: 83" in text and "self_loop" in text
+
+
+@pytest.mark.parametrize("task", ["gpt2-tiny", "llama-tiny"])
+def test_sparse_lpe_finds_every_vector_of_a_repeated_eigenvalue(monkeypatch, task):
+    """The tiny GPT-2 graph (730 nodes) has a double eigenvalue among its 9 smallest; the sparse solver must
+    return both vectors, so its eigenvalues equal a dense solver's, in order."""
+    from nino.tasks import build_task
+
+    g = build_graph(build_task(task, 0, 0).model)
+    lap = laplacian(g.edge_index, g.num_nodes).double()
+    dense = torch.linalg.eigvalsh(lap)[1:9]
+    assert (dense[1:] - dense[:-1]).abs().min() < 1e-6  # the graph really has a repeated eigenvalue
+    monkeypatch.setattr(lpe_module, "DENSE_LIMIT", 1)  # force the sparse (ARPACK) path
+    sparse = eigenvalues_of(lap.float(), lpe_module.laplacian_pe(g.edge_index, g.num_nodes, 8))
+    torch.testing.assert_close(sparse.double(), dense, atol=1e-5, rtol=0)
+    monkeypatch.undo()
+    torch.testing.assert_close(eigenvalues_of(lap.float(), g.lpe()).double(), dense, atol=1e-5, rtol=0)

@@ -137,5 +137,5 @@ def test_wnn_plus_forecasts_each_slot_as_its_own_scalar_series():
         torch.testing.assert_close(out[:, s], wnn(one)[:, 0])
     torch.testing.assert_close(wnn(data, k=9), out[:, :, 8])
     x = data.edge_attr.view(E, 3, CTX)[:, 0]
-    manual = x[:, -1:] + wnn.edge_out(wnn.edge_proj(x) + wnn.layer_embed(data.edge_type))
+    manual = x[:, -1:] + wnn.edge_mlp(wnn.edge_proj(x) + wnn.layer_embed(data.edge_type))
     torch.testing.assert_close(out[:, 0], manual)

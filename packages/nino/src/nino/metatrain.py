@@ -195,7 +195,7 @@ class WindowSampler:
         return states, shapes, None
 
     def _window(self, graph, lpe, pos_w, past, future, sizes, is_lm) -> Window:
-        from .normalize import normalize_global, normalize_per_tensor
+        from .normalize import normalize_global, normalize_like, normalize_per_tensor
 
         if self.cfg.global_norm and is_lm:
             normed, mu, sigma = normalize_global(past)
@@ -203,7 +203,9 @@ class WindowSampler:
             normed, mu, sigma = normalize_per_tensor(past, sizes)
         data = graph.to_pyg(graph.edge_features(normed, self.cfg.max_feat_size), lpe=lpe)
         data.pos_w = pos_w
-        return Window(data, graph.param_edge, graph.param_slot, (future - mu) / sigma, normed[:, -1])
+        return Window(
+            data, graph.param_edge, graph.param_slot, normalize_like(future, mu, sigma), normed[:, -1]
+        )
 
 
 # ---------------------------------------------------------------------------------------------- training

@@ -323,7 +323,7 @@ class WNNPlus(nn.Module):
         self.mlp_layers, self.max_feat_size, self.chunk_size = mlp_layers, max_feat_size, chunk_size
         self.layer_embed = nn.Embedding(num_edge_types, hid)
         self.edge_proj = _mlp([ctx, hid])
-        self.edge_out = _mlp([hid] * mlp_layers + [horizon])
+        self.edge_mlp = _mlp([hid] * mlp_layers + [horizon])
         _init_weights(self)
 
     @property
@@ -346,8 +346,8 @@ class WNNPlus(nn.Module):
             raise DataError(f"edge type {int(data.edge_type.max())} >= num_edge_types={self.num_edge_types}")
         x = data.edge_attr.reshape(n_edges * feat, self.ctx)
         types = data.edge_type.repeat_interleave(feat)
-        body = self.edge_out.fc[:-1]
-        head = self.edge_out.fc[-1]
+        body = self.edge_mlp.fc[:-1]
+        head = self.edge_mlp.fc[-1]
 
         def fn(sl: slice) -> torch.Tensor:
             z = body(self.edge_proj(x[sl]) + self.layer_embed(types[sl]))

@@ -4,8 +4,10 @@ Same recipe as torch_geometric's `AddLaplacianEigenvectorPE(k, is_undirected=Tru
 with binary edges (duplicates merged, self-loops dropped, as `get_laplacian` does), the symmetric-normalised
 Laplacian L = I - D^-1/2 A D^-1/2, and the eigenvectors of its k smallest non-trivial eigenvalues. Unlike the
 transform, signs are made deterministic (each vector's largest-magnitude entry is positive) instead of random;
-meta-training applies its own random sign flips. Dense `eigh` for small graphs, ARPACK with a fixed start
-vector for large ones.
+meta-training applies its own random sign flips. Dense `eigh` up to DENSE_LIMIT nodes (every task graph here);
+beyond, ARPACK with a fixed start vector run to machine precision (tol=0, the transform's default): a looser
+tolerance returns one vector of a repeated eigenvalue and skips to the next eigenvalue (neural graphs have
+many repeated eigenvalues: interchangeable neurons).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 __all__ = ["laplacian_pe"]
 
-DENSE_LIMIT = 500
+DENSE_LIMIT = 2000
 
 
 def laplacian_pe(edge_index: torch.Tensor, num_nodes: int, k: int = 8) -> torch.Tensor:
@@ -36,14 +38,7 @@ def laplacian_pe(edge_index: torch.Tensor, num_nodes: int, k: int = 8) -> torch.
         lap[rows, cols] += vals
         eig_vals, eig_vecs = np.linalg.eigh(lap)
     else:
-        import scipy.sparse as sp
-        from scipy.sparse.linalg import eigsh
-
-        lap = sp.eye(num_nodes, format="csr") + sp.csr_matrix(
-            (vals, (rows, cols)), shape=(num_nodes, num_nodes)
-        )
-        v0 = np.linspace(1.0, 2.0, num_nodes)
-        eig_vals, eig_vecs = eigsh(lap, k=n_vec, which="SA", v0=v0, tol=1e-8)
+        eig_vals, eig_vecs = sparse_smallest_eigs(rows, cols, vals, num_nodes, n_vec)
     order = np.argsort(eig_vals, kind="stable")[:n_vec]
     vecs = eig_vecs[:, order][:, 1 : k + 1]
     pivot = np.abs(vecs).argmax(axis=0)
@@ -52,3 +47,15 @@ def laplacian_pe(edge_index: torch.Tensor, num_nodes: int, k: int = 8) -> torch.
     pe = torch.zeros(num_nodes, k)
     pe[:, : vecs.shape[1]] = torch.from_numpy(vecs * signs).float()
     return pe
+
+
+def sparse_smallest_eigs(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, num_nodes: int, n_vec: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The n_vec smallest eigenpairs of I + sparse(vals at rows, cols), by ARPACK at machine precision."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import eigsh
+
+    lap = sp.eye(num_nodes, format="csr") + sp.csr_matrix((vals, (rows, cols)), shape=(num_nodes, num_nodes))
+    v0 = np.linspace(1.0, 2.0, num_nodes)
+    return eigsh(lap, k=n_vec, which="SA", v0=v0, tol=0)
