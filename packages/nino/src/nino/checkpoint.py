@@ -22,6 +22,7 @@ from torch import nn
 from learngene_core.errors import CheckpointError, LearngeneError
 
 from .model import PAPER_SNAPSHOT_EVERY, NiNoNet, WNNPlus, build_nino, check_model_args, model_args_of
+from .published import resolve_checkpoint
 
 __all__ = ["load_nino", "save_nino", "shipped_checkpoint"]
 
@@ -91,11 +92,12 @@ def _describe(model: nn.Module) -> str:
 
 
 def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNoNet | WNNPlus:
-    """Load a NiNo/WNN+ checkpoint (official or ours), strictly; `None` loads the shipped checkpoint.
+    """Load a NiNo/WNN+ checkpoint (official or ours), strictly: a path, a name of `nino.published`
+    ("nino-no-posw", "nino-mlp": downloaded on first use; "nino-cpu"), or None for the shipped checkpoint.
 
     The returned network's `snapshot_every` is the file's recorded state spacing (200 when it has none).
     """
-    path = shipped_checkpoint() if path is None else Path(path)
+    path = resolve_checkpoint(path) or shipped_checkpoint()
     state, model_args, spacing = _read(path, map_location)
     try:
         model = build_nino(**model_args)

@@ -68,8 +68,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.period is not None:
         overrides.append(f"period={args.period}")
     cfg = load_config(args.config, overrides, cls=TrainRunConfig, package=PRESETS)
-    if cfg.ckpt is not None and not Path(cfg.ckpt).is_file() and (args.compare or args.optimizer == "nino"):
-        raise CheckpointError(f"NiNo checkpoint not found: {cfg.ckpt}")
+    if args.compare or args.optimizer == "nino":
+        from .published import resolve_checkpoint
+
+        resolve_checkpoint(cfg.ckpt)  # a bad name or path fails here, before the output dir exists
     out = _output_dir(args.output)
     optimizers = ["adamw", "nino"] if args.compare else [args.optimizer]
     out.mkdir(parents=True, exist_ok=True)
@@ -164,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p)
     p.add_argument("--optimizer", choices=["adamw", "nino"], default="nino")
     p.add_argument("--compare", action="store_true", help="run both optimizers and plot them together")
-    p.add_argument("--ckpt", default=None, help="NiNo checkpoint (default: the shipped one)")
+    p.add_argument(
+        "--ckpt", default=None,
+        help="NiNo checkpoint: a path, or nino-cpu (shipped, the default), nino-no-posw or nino-mlp (the "
+        "authors' published ones, downloaded once into $NINO_CACHE or ~/.cache/nino)",
+    )  # fmt: skip
     p.add_argument("--period", type=int, default=None, help="steps between nowcasts")
     _add_threads(p)
     p.set_defaults(fn=cmd_train)

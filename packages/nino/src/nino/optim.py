@@ -47,7 +47,8 @@ class NiNo(torch.optim.Optimizer):
     Args:
         base_opt: the optimizer doing the ordinary steps (None: only nowcasts, e.g. offline or via a callback).
         model: the trained network (or call `set_model` later); its neural graph is built once.
-        ckpt: NiNo checkpoint path; None loads the checkpoint shipped with the package.
+        ckpt: NiNo checkpoint: a path, or a name - "nino-no-posw" / "nino-mlp" (the authors' published
+            checkpoints, downloaded once; see `nino.published`) or "nino-cpu"; None: the shipped checkpoint.
         period: calls between nowcasts; snapshots every period / ctx calls. None (default): ctx x the NiNo
             network's `snapshot_every`, the spacing it was meta-trained on (1000 for the official
             checkpoints, 100 for the shipped one). Another spacing logs a warning: its horizons are then
