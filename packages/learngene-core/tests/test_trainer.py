@@ -439,3 +439,15 @@ def test_classification_per_sample_matches_cross_entropy():
     loss, acc = ClassificationTask().per_sample(logits, targets)
     assert loss.tolist() == pytest.approx(F.cross_entropy(logits, targets, reduction="none").tolist())
     assert acc.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_resume_at_the_last_step_drops_the_test_record_logged_after_the_checkpoint(tmp_path):
+    """A run stopped after its final checkpoint but before `final/` logs its test metrics again on resume."""
+    from learngene_core.metrics import MetricsLog, read_metrics
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    for step, split in [(10, "train"), (17, "val"), (20, "train"), (20, "val"), (20, "test"), (30, "train")]:
+        log.log(step, split, loss=1.0)
+    MetricsLog(tmp_path / "metrics.jsonl").truncate_after(20)
+    kept = [(r["step"], r["split"]) for r in read_metrics(tmp_path / "metrics.jsonl")]
+    assert kept == [(10, "train"), (17, "val"), (20, "train"), (20, "val")]

@@ -20,8 +20,13 @@ class MetricsLog:
         self.records: list[dict[str, Any]] = read_metrics(self.path) if self.path.is_file() else []
 
     def truncate_after(self, step: int) -> None:
-        """Drop records newer than `step` (used when resuming from an earlier checkpoint)."""
-        self.records = [r for r in self.records if r.get("step", 0) <= step]
+        """Drop what a run logged after its checkpoint at `step` (used when resuming from it): records
+        of later steps, and the final "test" record, which is logged after the last checkpoint's save."""
+        self.records = [
+            r
+            for r in self.records
+            if r.get("step", 0) < step or (r.get("step", 0) == step and r.get("split") != "test")
+        ]
         if self.enabled:
             self.path.write_text("".join(json.dumps(r) + "\n" for r in self.records))
 
