@@ -143,3 +143,23 @@ def test_override_help_shows_a_key_the_command_accepts(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "e.g. steps=500 lr=3e-3" in capsys.readouterr().out
+
+
+def test_nan_loss_stops_with_one_line_and_resume_starts_the_run_over(capsys, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--config", "train-tiny", "--optimizer", "adamw", "--output", out]
+    code, _, err = run(capsys, *argv, "lr=1e30")
+    assert_user_error(code, err, "loss is nan", "--resume", str(out))
+    assert not (out / "summary.json").exists()
+    code, _, err = run(capsys, *argv, "lr=1e30")  # a plain rerun is refused, the message said --resume
+    assert_user_error(code, err, "not empty")
+    code, stdout, _ = run(capsys, *argv, "--resume", "lr=3e-3")
+    assert code == 0 and "val loss" in stdout
+    assert json.loads((out / "summary.json").read_text())["adamw"]["final_val"]["loss"] < 2.3
+    code, _, err = run(capsys, *argv, "--resume")  # a finished run is never cleared
+    assert_user_error(code, err, "finished run")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", tmp_path / "other", "--resume")
+    assert_user_error(code, err, "notes.txt")
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"

@@ -272,3 +272,16 @@ def test_bad_configuration_is_reported():
     opt = NiNo(base_opt=None, nino_model=small_nino(), period=PERIOD)
     with pytest.raises(ModelError, match="set_model"):
         opt.step()
+
+
+def test_diverged_parameters_stop_the_nowcast_with_a_training_error():
+    from learngene_core.errors import TrainingError
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    opt = NiNo(torch.optim.SGD(model.parameters(), lr=0.1), model=model, period=5, nino_model=WNNPlus(hid=4))
+    for _ in range(4):
+        opt.step()
+    with torch.no_grad():
+        model[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingError, match="NaN/Inf.*lower its learning rate"):
+        opt.step()

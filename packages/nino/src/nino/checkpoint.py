@@ -51,8 +51,7 @@ def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[
     try:
         blob = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle that weights_only refuses
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"cannot read NiNo checkpoint {path}: {first}") from None
+        raise CheckpointError(f"cannot read NiNo checkpoint {path}: {_load_failure(exc)}") from None
     if not isinstance(blob, dict) or not isinstance(blob.get("state_dict"), dict):
         raise CheckpointError(f"{path} is not a NiNo checkpoint (expected a dict with 'state_dict')")
     model_args = blob.get("model_args") or {}
@@ -64,6 +63,26 @@ def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[
             f"{path}: {SNAPSHOT_KEY!r} must be a positive integer of steps, got {spacing!r}"
         )
     return blob["state_dict"], model_args, int(spacing)
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why torch.load failed, without torch's advice to retry with weights_only=False."""
+    text = str(exc)
+    if "Unsupported global" in text or "Unsupported operand" in text:
+        found = re.search(r"Unsupported (?:global|operand)[^.\n]*", text)
+        return (
+            f"it holds pickled code, refused unread ({found.group(0).strip() if found else 'unsafe pickle'})"
+        )
+    if "weights_only" in text.lower() or isinstance(exc, (EOFError, RuntimeError, ValueError)):
+        return "not a torch checkpoint or truncated/corrupt"
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _check_finite(state: dict[str, torch.Tensor], path: Path) -> None:
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: {key!r} holds {bad} NaN/Inf values; this checkpoint is unusable")
 
 
 def _positive_int(value: Any) -> bool:
@@ -105,6 +124,7 @@ def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNo
         raise CheckpointError(f"{path}: {exc}") from None
     state = {k: v for k, v in state.items() if not _UNUSED_KEYS.match(k)}
     _check_keys(model, state, path)
+    _check_finite(state, path)
     model.load_state_dict(state, strict=True)
     model.snapshot_every = spacing
     return model.eval()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
 from learngene_core.config import load_config, preset_names, save_config
-from learngene_core.errors import CheckpointError, ConfigError
+from learngene_core.errors import CheckpointError, ConfigError, LearngeneError
 
 PROG = "nino"
 PRESETS = "nino.configs"
@@ -59,6 +60,31 @@ def cmd_metatrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# everything `nino train` writes into its output dir (what --resume may clear)
+TRAIN_OUTPUTS = frozenset(
+    {"config.yaml", "metrics.jsonl", "summary.json", "loss.png", "compare.png", "adamw", "nino"}
+)
+
+
+def _start_over_in(out: Path, cfg) -> None:
+    """`nino train --resume`: clear an unfinished run's files so it starts over in place, with the config given
+    now (e.g. a fixed lr; nino train keeps no checkpoints: runs are minutes). A finished run or a directory
+    holding anything else is refused."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise CheckpointError(f"output dir {out} is a file")
+    if (out / "summary.json").exists():
+        raise CheckpointError(f"{out} holds a finished run (summary.json); choose another output dir")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in TRAIN_OUTPUTS)
+    if foreign:
+        raise CheckpointError(
+            f"{out} is not a nino train run ({foreign[0]!r} is none of its files); choose another"
+        )
+    for path in out.iterdir():
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import TrainRunConfig, plot_compare, run
 
@@ -68,30 +94,41 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.period is not None:
         overrides.append(f"period={args.period}")
     cfg = load_config(args.config, overrides, cls=TrainRunConfig, package=PRESETS)
-    if args.compare or args.optimizer == "nino":
-        from .published import resolve_checkpoint
-
-        resolve_checkpoint(cfg.ckpt)  # a bad name or path fails here, before the output dir exists
-    out = _output_dir(args.output)
     optimizers = ["adamw", "nino"] if args.compare else [args.optimizer]
+    if "nino" in optimizers:
+        from .checkpoint import load_nino
+
+        load_nino(cfg.ckpt)  # a bad name, path or file fails here, before the output dir exists
+    if args.resume:
+        _start_over_in(Path(args.output), cfg)
+    out = _output_dir(args.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     results, summary = [], {}
-    for name in optimizers:
-        result = run(cfg, name, out / name if args.compare else out)
-        results.append(result)
-        last = result.records[-1]
-        summary[name] = {
-            "final_val": {k: v for k, v in last.items() if k not in ("step", "split")},
-            "train_seconds": round(result.train_seconds, 3),
-            "nowcast_seconds": round(result.nowcast_seconds, 3),
-            "nowcasts": result.nowcasts,
-        }
-        print(f"{name}: step {last['step']} val loss {last['loss']:.4f} ({result.train_seconds:.1f}s)")
+    try:
+        for name in optimizers:
+            result = run(cfg, name, out / name if args.compare else out)
+            results.append(result)
+            last = result.records[-1]
+            summary[name] = {
+                "final_val": {k: v for k, v in last.items() if k not in ("step", "split")},
+                "train_seconds": round(result.train_seconds, 3),
+                "nowcast_seconds": round(result.nowcast_seconds, 3),
+                "nowcasts": result.nowcasts,
+            }
+            print(f"{name}: step {last['step']} val loss {_fmt(last['loss'])} ({result.train_seconds:.1f}s)")
+    except LearngeneError as exc:
+        raise type(exc)(
+            f"{exc}; after fixing it, add --resume to the same command to start over in {out}"
+        ) from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     png = plot_compare(results, out / ("compare.png" if args.compare else "loss.png"), title=cfg.task)
     print(f"curves: {png}")
     return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -172,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
         "authors' published ones, downloaded once into $NINO_CACHE or ~/.cache/nino)",
     )  # fmt: skip
     p.add_argument("--period", type=int, default=None, help="steps between nowcasts")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="rerun an interrupted or failed run in place (same command): its files are cleared and it starts over",
+    )  # fmt: skip
     _add_threads(p)
     p.set_defaults(fn=cmd_train)
 

@@ -13,12 +13,18 @@ peak memory is a few [E, hid] tensors, never [E, 2 * hid] ones.
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch_geometric.nn import MessagePassing
+
+with (
+    warnings.catch_warnings()
+):  # torch_geometric's import-time torch.jit.script deprecation notice: not ours to act on
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+    from torch_geometric.nn import MessagePassing
 
 from learngene_core.errors import ConfigError, DataError, ModelError
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from learngene_core.errors import ConfigError, ModelError
+from learngene_core.errors import ConfigError, ModelError, TrainingError
 
 from .checkpoint import load_nino
 from .graph import build_graph, flatten_params, write_params
@@ -95,8 +95,11 @@ class NiNo(torch.optim.Optimizer):
             raise ConfigError(f"period ({period}) must be a positive multiple of ctx ({ctx})")
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ConfigError(f"max_steps must be a positive integer, got {max_steps}")
-        if guard_factor is not None and not guard_factor > 0:
+        if guard_factor is not None and not (math.isfinite(guard_factor) and guard_factor > 0):
             raise ConfigError(f"guard_factor must be > 0, got {guard_factor}")
+        for name, value in (("upd_scale", upd_scale), ("power", power)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a finite number > 0, got {value}")
         if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
             raise ConfigError(f"max_k must be a positive integer or None, got {max_k}")
         net = nino_model if nino_model is not None else load_nino(ckpt)
@@ -269,6 +272,11 @@ class NiNo(torch.optim.Optimizer):
         if self.guard_factor and closure is None and not self._warned_guard:
             self._warned_guard = True
             warnings.warn("guard_factor has no effect without step(closure)", UserWarning, stacklevel=3)
+        if not all(bool(torch.isfinite(state).all()) for state in self.states):
+            raise TrainingError(
+                f"the parameters hold NaN/Inf at step {self.step_idx + 1}, before NiNo's nowcast: the base "
+                "optimizer diverged (lower its learning rate)"
+            )
         loss_before = _loss_value(closure)
         backup = [p.detach().clone() for p in self.model.parameters()] if self.guard_factor else None
         pred = self.predict(self.states, k)

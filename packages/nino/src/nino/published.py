@@ -115,7 +115,7 @@ def _fetch(name: str) -> Path:
             )
         return target
     url = download_url(name)
-    logger.warning("downloading NiNo checkpoint %s from %s to %s", name, url, target)
+    logger.info("downloading NiNo checkpoint %s from %s to %s", name, url, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -7,6 +7,8 @@ plots both optimizers' validation curves into one PNG.
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from learngene_core.errors import ConfigError
+from learngene_core.errors import ConfigError, TrainingError
 from learngene_core.metrics import MetricsLog
 
 from .tasks import build_task, task_names
@@ -43,11 +45,25 @@ class TrainRunConfig:
     def __post_init__(self) -> None:
         if self.task not in task_names():
             raise ValueError(f"task must be one of {', '.join(task_names())}; got {self.task!r}")
-        for name in ("steps", "eval_every", "period", "ctx", "lr"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("steps", "eval_every", "period", "ctx", "lr", "guard_factor"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):  # NaN fails both
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
         if self.period is not None and self.period % self.ctx:
             raise ValueError(f"period ({self.period}) must be a multiple of ctx ({self.ctx})")
+        unknown = sorted(set(self.extra) - set(extra_keys()))
+        if unknown:
+            raise ValueError(
+                f"unknown key extra.{unknown[0]}; NiNo options settable there: {', '.join(extra_keys())}"
+            )
+
+
+def extra_keys() -> list[str]:
+    """NiNo(...) keyword arguments that `extra` may set (the rest come from the config's own fields)."""
+    from .optim import NiNo
+
+    own = {"self", "base_opt", "model", "ckpt", "period", "max_steps", "ctx", "guard_factor", "nino_model"}
+    return [name for name in inspect.signature(NiNo.__init__).parameters if name not in own]
 
 
 @dataclass
@@ -101,6 +117,7 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
         if need_grads:  # the seed README's loop: no forward/backward on nowcast calls
             opt.zero_grad()
             loss = task.loss_fn(model, batch)
+            _check_finite(loss.item(), "training loss", step, cfg, optimizer)
             loss.backward()
             opt.step()
         else:
@@ -110,10 +127,20 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
             nowcast_seconds += time.perf_counter() - before
         train_seconds += time.perf_counter() - started
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            log.log(step, "val", **task.evaluate())
+            metrics = task.evaluate()
+            _check_finite(metrics["loss"], "validation loss", step, cfg, optimizer)
+            log.log(step, "val", **metrics)
     history = list(getattr(opt, "history", [])) if wrapped else []
     period = opt.period if wrapped else None
     return RunResult(optimizer, log.records, train_seconds, nowcast_seconds, history, period)
+
+
+def _check_finite(value: float, what: str, step: int, cfg: TrainRunConfig, optimizer: str) -> None:
+    if not math.isfinite(value):
+        lr = "the task's default" if cfg.lr is None else cfg.lr
+        raise TrainingError(
+            f"{cfg.task} ({optimizer}): {what} is {value} at step {step}; training stopped (lr {lr})"
+        )
 
 
 def steps_to_reach(result: RunResult, target: float) -> int | None:
