@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -105,3 +106,21 @@ def test_synthetic_tasks_are_seeded_two_task_data_that_round_trips_through_files
     write_records(train, tmp_path / "train.jsonl")
     assert [r.output for r in read_records(tmp_path / "train.jsonl", 2)] == [r.output for r in train]
     assert torch.tensor([r.task_type for r in train]).bincount().min() > 5
+
+
+def test_records_kept_per_split_and_task_type_are_reported_and_a_vanished_type_warns(tmp_path):
+    long = {**GOOD, "task_type": 0, "instruction": "Read the article and answer. " + "word " * 20}
+    write_json_list(tmp_path / "train.json", [GOOD] * 5 + [long] * 4)
+    write_json_list(tmp_path / "test.json", [GOOD] * 2 + [long] * 3)
+    cfg = DataConfig(name="instructions", path=str(tmp_path), seq_len=48, options={"val_fraction": 0.0})
+    with pytest.warns(UserWarning) as caught:
+        data = build_instruction_data(cfg, 0, 2)
+    assert "train 5/9 (task types 0: 0/4, 1: 5/5)" in data.splits.description
+    assert "test 2/5 (task types 0: 0/3, 1: 2/2)" in data.splits.description
+    messages = [str(w.message) for w in caught]
+    assert any("drops all 4 train records of task type 0" in m and "balancing loss" in m for m in messages)
+    assert any("drops all 3 test records of task type 0" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a seq_len that fits everything keeps every record, silently
+        data = build_instruction_data(DataConfig(**{**vars(cfg), "seq_len": 256}), 0, 2)
+    assert "train 9/9 (task types 0: 4/4, 1: 5/5)" in data.splits.description

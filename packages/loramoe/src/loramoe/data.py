@@ -8,6 +8,7 @@ so the core Trainer's loaders and `accelerate` handle them as any other batch.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,12 +144,13 @@ def build_instruction_data(cfg: DataConfig, seed: int, num_task_types: int) -> I
     }
     if len(sets["train"]) == 0:
         raise DataError(f"{source}: no training record fits data.seq_len={cfg.seq_len}")
-    counts = "/".join(str(len(sets[p])) for p in ("train", "val", "test"))
-    per_type = np.bincount(sets["train"].task_types(), minlength=num_task_types).tolist()
-    dropped = sum(s.dropped for s in sets.values())
-    description = (
-        f"{cfg.name}: {counts} train/val/test records, train task types {per_type}, seq_len {cfg.seq_len}"
-        + (f", {dropped} records dropped (prompt longer than seq_len)" if dropped else "")
+    kept = {part: kept_per_task_type(parts.get(part, []), sets[part], num_task_types) for part in sets}
+    warn_vanished_task_types(kept, cfg.seq_len)
+    description = f"{cfg.name}: seq_len {cfg.seq_len}, records kept (prompt fits) per split " + "; ".join(
+        f"{part} {sum(k for k, _ in kept[part])}/{sum(n for _, n in kept[part])} (task types "
+        + ", ".join(f"{t}: {k}/{n}" for t, (k, n) in enumerate(kept[part]))
+        + ")"
+        for part in sets
     )
     splits = DatasetSplits(
         train=sets["train"],
@@ -160,6 +162,29 @@ def build_instruction_data(cfg: DataConfig, seed: int, num_task_types: int) -> I
         description=description,
     )
     return InstructionData(splits, codec)
+
+
+def kept_per_task_type(
+    records: list[Record], dataset: InstructionDataset, num_task_types: int
+) -> list[tuple[int, int]]:
+    """(kept, read) records of each task type: `dataset` drops those whose prompt fills data.seq_len."""
+    read = np.bincount([r.task_type for r in records], minlength=num_task_types)
+    kept = np.bincount(dataset.task_types(), minlength=num_task_types)
+    return [(int(k), int(n)) for k, n in zip(kept, read, strict=True)]
+
+
+def warn_vanished_task_types(kept: dict[str, list[tuple[int, int]]], seq_len: int) -> None:
+    """Warn when every record of a task type in a split is dropped (its prompts are longer than seq_len)."""
+    for part, counts in kept.items():
+        for task_type, (k, n) in enumerate(counts):
+            if n and not k:
+                warnings.warn(
+                    f"data.seq_len={seq_len} drops all {n} {part} records of task type {task_type} (their "
+                    f"prompts are longer); {'the balancing loss never sees it, ' if part == 'train' else ''}"
+                    "raise data.seq_len",
+                    UserWarning,
+                    stacklevel=3,
+                )
 
 
 def _check_options(options: dict[str, Any], allowed: set[str], name: str) -> None:

@@ -92,6 +92,7 @@ def option_logprobs(model: nn.Module, codec: PromptCodec, prompt: str, options: 
     return scores
 
 
+@torch.no_grad()
 def evaluate_dataset(
     model: nn.Module,
     codec: PromptCodec,

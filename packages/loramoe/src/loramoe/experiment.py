@@ -102,7 +102,7 @@ def save_base_model(model: LoraMoEModel, directory: Path) -> Path:
     from transformers import AutoModelForCausalLM
 
     fresh = AutoModelForCausalLM.from_config(model.model.config)
-    fresh.load_state_dict(model.base_state_dict(), strict=False)
+    fresh.load_state_dict(model.base_state_dict())  # strict: every base weight must be there
     fresh.save_pretrained(directory)
     return directory
 
