@@ -1,5 +1,7 @@
 """NiNo inside learngene-core's Trainer: the after-step callback, and NiNo as the (accelerate) optimizer."""
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -40,7 +42,7 @@ def nino_net() -> NiNoNet:
 
 
 def test_callback_nowcasts_after_every_period_and_logs_to_metrics(tmp_path):
-    callback = NiNoCallback(nino_model=nino_net(), period=PERIOD, ctx=5, max_steps=STEPS)
+    callback = NiNoCallback(nino_model=nino_net(), period=PERIOD, ctx=5, max_steps=STEPS, guard_factor=None)
     trainer = make_trainer(tmp_path, [callback])
     trainer.fit()
     history = callback.nino.history
@@ -60,7 +62,7 @@ def test_callback_jump_changes_the_parameters_the_trainer_continues_from(tmp_pat
         def on_step_end(self, trainer):
             seen[trainer.state.step] = flatten_params(trainer.model)
 
-    callback = NiNoCallback(nino_model=nino_net(), period=PERIOD, ctx=5, max_steps=STEPS)
+    callback = NiNoCallback(nino_model=nino_net(), period=PERIOD, ctx=5, max_steps=STEPS, guard_factor=None)
     make_trainer(tmp_path / "a", [Spy(), callback, Spy()]).fit()  # Spy before and after the callback
     after_jump = seen[PERIOD]  # the later Spy overwrote the entry: parameters after the jump
     seen_plain = {}
@@ -92,3 +94,38 @@ def test_nino_can_be_the_trainers_optimizer_under_accelerate(tmp_path):
     # 20 calls = 18 AdamW updates + 2 nowcasts (A.8); the scheduler stepped every call
     assert all(int(s["step"]) == STEPS - 2 for s in inner.state_dict()["state"].values())
     assert trainer.scheduler.last_epoch == STEPS
+
+
+def _wild_checkpoint(path):
+    """A WNN+ whose every jump moves each parameter 40 sigma: always refused by the held-out check."""
+    from nino.checkpoint import save_nino
+    from nino.model import WNNPlus
+
+    net = WNNPlus(hid=4)
+    with torch.no_grad():
+        net.edge_mlp.fc[-1].bias.fill_(40.0)
+    return save_nino(net, path, snapshot_every=10)
+
+
+def test_refused_jumps_fall_back_to_the_base_step_so_the_run_equals_adamw(tmp_path):
+    from nino.train import TrainRunConfig, run
+
+    cfg = TrainRunConfig(task="mlp-digits", steps=100, eval_every=25, period=50, progress=False,
+                         ckpt=str(_wild_checkpoint(tmp_path / "wild.pt")))  # fmt: skip
+    adamw, guarded = run(cfg, "adamw"), run(cfg, "nino")
+    assert len(guarded.nowcasts) == 2 and not any(r["accepted"] for r in guarded.nowcasts)
+    assert all(r["loss_after"] > r["loss_before"] for r in guarded.nowcasts)
+    assert guarded.val_losses() == adamw.val_losses()  # bitwise: same init, batches and base updates
+    unguarded = run(dataclasses.replace(cfg, guard_factor=None), "nino")
+    assert all(r["accepted"] for r in unguarded.nowcasts)
+    assert unguarded.val_losses()[-1][1] > adamw.val_losses()[-1][1]
+
+
+def test_holdout_is_the_last_twelfth_of_the_training_split_and_never_trained_on():
+    from nino.tasks import build_task, evaluate
+
+    task = build_task("mlp-digits", 0, 0)
+    n_train, n_hold = len(task.train.inputs), len(task.holdout.inputs)
+    assert n_hold == (n_train + n_hold) // 12
+    assert task.holdout_loss() == evaluate(task, task.model, task.holdout)["loss"]
+    assert task.holdout_loss() != task.evaluate()["loss"]

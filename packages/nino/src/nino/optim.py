@@ -8,8 +8,11 @@ period brings period - 1 base updates and one jump; `need_grads` is False exactl
 training loop can skip forward/backward there (the seed README's loop shape).
 
 A prediction with NaN/Inf is rejected with a warning and training goes on. With a closure, the loss before and
-after each jump is measured (logged and kept in `history`), and `guard_factor` rejects a jump whose loss grows
-by more than that factor. `NiNoCallback` drives the same machinery from learngene-core's Trainer.
+after each jump is measured (logged and kept in `history`), and a jump whose loss grows by more than
+`guard_factor` (default 1.0: any rise) is undone. That is the safe default when the closure measures a held-out
+batch (`nino train` holds out 1/12 of the training set for it and then makes the base step the jump replaced,
+so a run whose jumps are all refused is exactly the base optimizer's run). `NiNoCallback` drives the same
+machinery from learngene-core's Trainer.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class NiNo(torch.optim.Optimizer):
         max_steps: planned training length; it sets the horizon schedule (A.7).
         ctx: number of past states NiNo reads (must match the NiNo network).
         nino_model: an already built NiNoNet/WNNPlus (then `ckpt` is ignored).
-        guard_factor: reject a nowcast whose closure loss exceeds guard_factor * the loss before it.
+        guard_factor: undo a nowcast whose closure loss exceeds guard_factor * the loss before it (default 1.0,
+            any rise; None: never check). Only active with `step(closure)`; give it a held-out loss.
         upd_scale: multiplies the predicted change in normalised space (1.0 = as predicted).
         power: exponent of the horizon schedule.
         max_k: opt-in cap on the schedule's horizons (None: the spec's schedule unchanged), e.g. to avoid
@@ -73,7 +77,7 @@ class NiNo(torch.optim.Optimizer):
         max_steps: int = 10000,
         ctx: int = 5,
         nino_model: NiNoNet | WNNPlus | None = None,
-        guard_factor: float | None = None,
+        guard_factor: float | None = 1.0,
         upd_scale: float = 1.0,
         power: float = 2.0,
         max_k: int | None = None,
@@ -134,7 +138,6 @@ class NiNo(torch.optim.Optimizer):
         self.model: nn.Module | None = None
         self.graph = None
         self._frozen: torch.Tensor | None = None  # [P] True where a parameter has requires_grad=False
-        self._warned_guard = False
         if model is not None:
             self.set_model(model)
 
@@ -269,16 +272,14 @@ class NiNo(torch.optim.Optimizer):
     def _nowcast(self, closure: Closure | None) -> float | None:
         started = time.perf_counter()
         k = self.horizon()
-        if self.guard_factor and closure is None and not self._warned_guard:
-            self._warned_guard = True
-            warnings.warn("guard_factor has no effect without step(closure)", UserWarning, stacklevel=3)
         if not all(bool(torch.isfinite(state).all()) for state in self.states):
             raise TrainingError(
                 f"the parameters hold NaN/Inf at step {self.step_idx + 1}, before NiNo's nowcast: the base "
                 "optimizer diverged (lower its learning rate)"
             )
         loss_before = _loss_value(closure)
-        backup = [p.detach().clone() for p in self.model.parameters()] if self.guard_factor else None
+        guarded = self.guard_factor is not None and closure is not None
+        backup = [p.detach().clone() for p in self.model.parameters()] if guarded else None
         pred = self.predict(self.states, k)
         record: dict[str, Any] = {"step": self.step_idx + 1, "k": k, "loss_before": loss_before}
         loss_after, accepted, reason = None, True, None

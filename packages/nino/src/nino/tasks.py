@@ -105,6 +105,7 @@ def _llama(vocab: int, layers: int, width: int, heads: int, kv_heads: int, posit
 
 
 LM_VOCAB, LM_SEQ = 128, 32
+HOLDOUT_FRACTION = 12  # 1/12 of each training split is held out, as in the paper's vision protocol (A.10)
 
 # Architectures by name (no data): the task nets plus the reference's meta-training architectures.
 MODELS: Registry[Callable[[], nn.Module]] = Registry("nino model", ModelError)
@@ -185,6 +186,7 @@ class TaskBundle:
     model: nn.Module
     train: Batches
     val: Batches
+    holdout: Batches  # the last 1/12 of the training split, never trained on (NiNo's jump check)
     kind: str  # "classification" or "causal-lm"
     lr: float
     weight_decay: float = 0.0
@@ -201,6 +203,10 @@ class TaskBundle:
     def evaluate(self, model: nn.Module | None = None) -> dict[str, float]:
         return evaluate(self, model or self.model)
 
+    def holdout_loss(self, model: nn.Module | None = None) -> float:
+        """Mean loss on the held-out part of the training split."""
+        return evaluate(self, model or self.model, self.holdout)["loss"]
+
     def optimizer(self, model: nn.Module | None = None) -> torch.optim.AdamW:
         """The task's base optimizer: AdamW with its learning rate and weight decay."""
         params = (model or self.model).parameters()
@@ -208,12 +214,12 @@ class TaskBundle:
 
 
 @torch.no_grad()
-def evaluate(task: TaskBundle, model: nn.Module) -> dict[str, float]:
-    """Mean validation loss and the task metric (accuracy, or perplexity for language models)."""
+def evaluate(task: TaskBundle, model: nn.Module, batches: Batches | None = None) -> dict[str, float]:
+    """Mean loss and the task metric (accuracy, or perplexity for LMs) on `batches` (default: validation)."""
     was_training = model.training
     model.eval()
     total, correct, count = 0.0, 0.0, 0
-    for inputs, targets in task.val:
+    for inputs, targets in task.val if batches is None else batches:
         if task.kind == "causal-lm":
             logits = model(input_ids=inputs).logits[:, :-1]
             labels = targets[:, 1:]
@@ -276,12 +282,14 @@ def build_task(name: str, seed: int = 0, data_seed: int = 0) -> TaskBundle:
     splits = build_datasets(cfg, data_seed)
     train_x, train_y = _tensors(splits.train)
     val_x, val_y = _tensors(splits.val)
+    keep = len(train_x) - max(1, len(train_x) // HOLDOUT_FRACTION)  # the paper's vision protocol: 11/12
     model = build_task_model(recipe.model, seed)
     return TaskBundle(
         name=name,
         model=model,
-        train=Batches(train_x, train_y, recipe.batch_size, shuffle=True, seed=seed),
+        train=Batches(train_x[:keep], train_y[:keep], recipe.batch_size, shuffle=True, seed=seed),
         val=Batches(val_x, val_y, 256, shuffle=False),
+        holdout=Batches(train_x[keep:], train_y[keep:], 256, shuffle=False),
         kind=splits.task,
         lr=recipe.lr,
         metric="perplexity" if splits.task == "causal-lm" else "accuracy",

@@ -38,7 +38,9 @@ class TrainRunConfig:
     period: int | None = None  # NiNo: calls between nowcasts; None: ctx x the checkpoint's snapshot_every
     ctx: int = 5
     ckpt: str | None = None  # NiNo checkpoint; None: the one shipped in nino/checkpoints/
-    guard_factor: float | None = None  # reject a nowcast whose batch loss grows more than this factor
+    guard_factor: float | None = (
+        1.0  # undo a nowcast whose held-out loss rises more than this factor (null: off)
+    )
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more NiNo(...) keyword arguments
 
@@ -96,7 +98,11 @@ def make_optimizer(cfg: TrainRunConfig, name: str, model: torch.nn.Module, base:
 
 
 def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | None = None) -> RunResult:
-    """Train `cfg.task` for `cfg.steps` optimizer calls; evaluate on validation every `eval_every` steps."""
+    """Train `cfg.task` for `cfg.steps` optimizer calls; evaluate on validation every `eval_every` steps.
+
+    NiNo's jumps are checked on the task's held-out batch; a refused jump is replaced by the base step, so
+    when every jump is refused the run equals plain AdamW's exactly (same init, batches and updates).
+    """
     task = build_task(cfg.task, cfg.seed, cfg.data_seed)
     model = task.model
     base = task.optimizer()
@@ -122,9 +128,12 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
             opt.step()
         else:
             before = time.perf_counter()
-            with torch.no_grad():
-                opt.step(lambda batch=batch: task.loss_fn(model, batch))
+            opt.step(task.holdout_loss)  # the jump, checked on the held-out batch (undone if it hurts)
             nowcast_seconds += time.perf_counter() - before
+            if not opt.history[-1]["accepted"]:  # fall back to the base step this call would have made
+                base.zero_grad()
+                task.loss_fn(model, batch).backward()
+                base.step()
         train_seconds += time.perf_counter() - started
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = task.evaluate()
