@@ -15,6 +15,7 @@ import timm
 import torch
 from torch import nn
 
+from . import layered_models  # noqa: F401  (registers learngene_vgg and vit_learngene with timm)
 from .checkpoint import load_model_weights
 from .config import ModelConfig
 from .errors import ModelError

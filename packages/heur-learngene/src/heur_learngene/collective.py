@@ -1,0 +1,139 @@
+"""The collective model: trained task after task on a class-disjoint stream, one layer widened per new task,
+every layer's change tracked; the steadiest late-stream layers become the learngene.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+from torch import nn
+
+from learngene_core import experiment
+from learngene_core.checkpoint import read_metadata
+from learngene_core.config import ExperimentConfig, load_config, save_config
+from learngene_core.errors import CheckpointError, ConfigError
+from learngene_core.learngene.artifact import Learngene
+from learngene_core.learngene.config import AncestryConfig
+from learngene_core.learngene.extract import load_ancestry
+from learngene_core.learngene.inherit import (
+    check_layer_indices,
+    layer_prefixes,
+    make_layer_learngene,
+    width_kwargs,
+)
+from learngene_core.learngene.widen import widen_layer
+
+from .config import CollectiveConfig
+from .criterion import rank_layers
+from .stream import task_classes
+from .tracking import LayerTracker
+
+METHOD = "heur-learngene"
+STREAM_NAME = "stream.jsonl"
+COLLECTIVE_DIR = "collective"
+LEARNGENE_DIR = "learngene"
+
+
+def train_collective(
+    cfg: CollectiveConfig, output_dir: str | Path
+) -> tuple[nn.Module, list[dict[str, Any]], tuple[int, ...]]:
+    """Train the collective model over the stream in `output_dir/collective/task-<t>` (each a `learngene train`
+    run directory whose config.yaml rebuilds the widened model); return it, per-task records and the input shape.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    tasks = task_classes(cfg.stream)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model: nn.Module | None = None
+    records: list[dict[str, Any]] = []
+    for t, classes in enumerate(tasks):
+        data = replace(cfg.data, classes=classes, samples_per_class=cfg.stream.samples_per_class)
+        run = experiment.prepare_run(ExperimentConfig(cfg.model, data, cfg.train, cfg.seed + t))
+        widened = None
+        if model is None:
+            model = run.build_model()
+            num_layers = len(layer_prefixes(model))
+            if cfg.method.k > num_layers:
+                raise ConfigError(f"method.k={cfg.method.k} is larger than the model's {num_layers} layers")
+        else:
+            set_seed(cfg.seed + t)
+            if cfg.method.widen and t - 1 < len(layer_prefixes(model)):
+                widen_layer(model, t - 1, cfg.method.widen_factor, cfg.method.widen_noise, generator)
+                widened = t - 1
+            if cfg.method.reset_head:
+                model.reset_classifier(run.splits.num_classes)
+        model_cfg = replace(cfg.model, kwargs={**cfg.model.kwargs, **width_kwargs(model)})
+        task_cfg = ExperimentConfig(model_cfg, data, cfg.train, cfg.seed + t)
+        tracker = LayerTracker(model)
+        metrics = experiment.train(
+            task_cfg, output_dir / COLLECTIVE_DIR / f"task-{t:02d}", model=model, run=run,
+            metadata={"method": METHOD, "task": t, "classes": classes},
+        )  # fmt: skip
+        change = tracker.finish()
+        record = {"task": t, "classes": classes, "widened_layer": widened, "test": metrics, **change}
+        records.append(record)
+        with open(output_dir / STREAM_NAME, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        print(f"task {t} classes {classes}: test accuracy {metrics.get('accuracy', float('nan')):.3f}")
+    return model, records, run.splits.input_shape
+
+
+def choose_learngene(
+    cfg: CollectiveConfig,
+    model: nn.Module,
+    records: list[dict[str, Any]],
+    input_shape: tuple[int, ...],
+    layers: list[int] | None = None,
+) -> tuple[Learngene, dict[str, Any]]:
+    """Rank the layers by the configured criterion and keep the k steadiest (or the given `layers`)."""
+    choice = rank_layers(records, cfg.method.criterion, cfg.method.late_fraction, cfg.method.k)
+    if layers is not None:
+        check_layer_indices(layers, len(choice["scores"]))
+        choice["layers"] = sorted(layers)
+    spec = {key: value for key, value in choice.items() if key != "layers"}
+    extra = {
+        "input_shape": list(input_shape),
+        "stream": [r["classes"] for r in records],
+        "criterion": {"update": [r["update"] for r in records], "gradient": [r["gradient"] for r in records]},
+    }
+    learngene = make_layer_learngene(METHOD, model, cfg.model, choice["layers"], spec, extra)
+    return learngene, choice
+
+
+def run_collective(cfg: CollectiveConfig, output_dir: str | Path) -> tuple[Learngene, dict[str, Any]]:
+    """Collective training, ranking and the learngene saved in `output_dir/learngene`."""
+    output_dir = Path(output_dir)
+    model, records, input_shape = train_collective(cfg, output_dir)
+    learngene, choice = choose_learngene(cfg, model, records, input_shape)
+    learngene.manifest["ancestry_run"] = str(output_dir / COLLECTIVE_DIR / f"task-{len(records) - 1:02d}")
+    learngene.save(output_dir / LEARNGENE_DIR)
+    save_config(cfg, output_dir / "config.yaml")
+    return learngene, choice
+
+
+def rechoose(
+    run_dir: str | Path, overrides: list[str], layers: list[int] | None, output_dir: str | Path
+) -> tuple[Learngene, dict[str, Any]]:
+    """A new learngene from a finished collective run (other criterion, k, or explicit layers), no retraining."""
+    run_dir, output_dir = Path(run_dir), Path(output_dir)
+    if output_dir.exists() and any(output_dir.iterdir()):
+        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    config, stream = run_dir / "config.yaml", run_dir / STREAM_NAME
+    for path in (config, stream):
+        if not path.is_file():
+            raise CheckpointError(f"{path} not found: is {run_dir} a `heur-learngene collective` run?")
+    cfg = load_config(config, overrides, CollectiveConfig)
+    records = [json.loads(line) for line in stream.read_text().splitlines() if line.strip()]
+    last = run_dir / COLLECTIVE_DIR / f"task-{len(records) - 1:02d}"
+    model, _ = load_ancestry(AncestryConfig(run=str(last)), None, ())
+    input_shape = tuple(read_metadata(last / "final")["input_shape"])
+    learngene, choice = choose_learngene(cfg, model, records, input_shape, layers)
+    learngene.manifest["ancestry_run"] = str(last)
+    learngene.save(output_dir)
+    return learngene, choice
