@@ -8,6 +8,7 @@ from pathlib import Path
 from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
 from learngene_core.config import load_config, preset_names
 from learngene_core.errors import ConfigError
+from learngene_core.learngene.inherit import learngene_summary
 from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_expand, run_train
 
 from .collective import LEARNGENE_DIR, METHOD, rechoose, run_collective
@@ -82,12 +83,7 @@ def _ints(text: str) -> list[int]:
 
 def _report(learngene, choice, directory) -> None:
     print(format_ranking(choice, learngene.manifest["layer_prefixes"]))
-    sizes = learngene.manifest["parameters"]
-    print(
-        f"learngene: layers {choice['layers']}, {sizes['learngene']:,} parameters "
-        f"({sizes['learngene'] / sizes['ancestry']:.1%} of the collective model's {sizes['ancestry']:,}); "
-        f"saved to {directory}"
-    )
+    print(learngene_summary(learngene, directory))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

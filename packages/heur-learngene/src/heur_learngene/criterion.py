@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from learngene_core.learngene.inherit import format_ranking as layer_table
 from learngene_core.learngene.inherit import top_k
 
 
@@ -26,14 +27,7 @@ def rank_layers(
 
 
 def format_ranking(choice: dict[str, Any], prefixes: list[str]) -> str:
-    """A markdown table: rank, layer, score; the chosen layers marked."""
+    """The ranking table `collective` and `choose` print."""
     tasks = choice["late_tasks"]
-    lines = [
-        f"layer ranking by {choice['criterion']} (mean over tasks {tasks[0]}-{tasks[-1]}; smallest = steadiest):",
-        "| rank | layer | module | score | learngene |",
-        "|---|---|---|---|---|",
-    ]
-    for rank, layer in enumerate(choice["ranking"], 1):
-        mark = "yes" if layer in choice["layers"] else ""
-        lines.append(f"| {rank} | {layer} | {prefixes[layer]} | {choice['scores'][layer]:.4g} | {mark} |")
-    return "\n".join(lines)
+    title = f"layer ranking by {choice['criterion']} (mean over tasks {tasks[0]}-{tasks[-1]}; smallest = steadiest):"
+    return layer_table(title, "score", choice, prefixes)

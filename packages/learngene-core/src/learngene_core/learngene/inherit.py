@@ -58,7 +58,10 @@ def width_kwargs(model: nn.Module) -> dict[str, Any]:
     if isinstance(model, VGGNet):
         return {"widths": list(model.widths)}
     if isinstance(model, VisionTransformer):
-        return {"mlp_hidden": [block.mlp.fc1.out_features for block in model.blocks]}
+        hidden = [block.mlp.fc1.out_features for block in model.blocks]
+        if len(set(hidden)) > 1:
+            return {"mlp_hidden": hidden}  # vit_learngene only
+        return {"mlp_ratio": hidden[0] / model.embed_dim}  # any timm ViT
     return {}
 
 
@@ -203,6 +206,24 @@ def build_layer_descendant(
         return descendant, {name: "fresh" for name in descendant.state_dict()}, {}
     mapping = placement_of(learngene, len(layer_prefixes(descendant)), placement)
     return descendant, inherit_layers(descendant, learngene, mapping), mapping
+
+
+def format_ranking(title: str, score_name: str, choice: dict[str, Any], prefixes: list[str]) -> str:
+    """A markdown table of ranked layers (`choice`: ranking, scores, layers) with the learngene marked."""
+    lines = [title, f"| rank | layer | module | {score_name} | learngene |", "|---|---|---|---|---|"]
+    for rank, layer in enumerate(choice["ranking"], 1):
+        mark = "yes" if layer in choice["layers"] else ""
+        lines.append(f"| {rank} | {layer} | {prefixes[layer]} | {choice['scores'][layer]:.4g} | {mark} |")
+    return "\n".join(lines)
+
+
+def learngene_summary(learngene: Learngene, directory: Any) -> str:
+    """One line: the chosen layers, their size against the ancestry, where they were saved."""
+    sizes = learngene.manifest["parameters"]
+    return (
+        f"learngene: layers {learngene.spec['layers']}, {sizes['learngene']:,} parameters "
+        f"({sizes['learngene'] / sizes['ancestry']:.1%} of the ancestry's {sizes['ancestry']:,}); saved to {directory}"
+    )
 
 
 def describe_mapping(mapping: dict[int, int]) -> str:

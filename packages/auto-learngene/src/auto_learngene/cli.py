@@ -1,0 +1,62 @@
+"""`auto-learngene`: meta-learn layer-transfer weights from an ancestry, keep the top layers, train descendants."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
+from learngene_core.config import load_config, preset_names
+from learngene_core.learngene.inherit import learngene_summary
+from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_expand, run_train
+
+from .condense import LEARNGENE_DIR, METHOD, condense, format_scores
+from .config import CondenseConfig
+
+PACKAGE = "auto_learngene.configs"
+EXAMPLES = """\
+examples (tiny presets: digits, a laptop CPU, minutes; the ancestry here is heur-learngene's collective model):
+  heur-learngene collective --config tiny --output-dir runs/heur
+  auto-learngene condense --config tiny --output-dir runs/auto ancestry.run=runs/heur/collective/task-02
+  auto-learngene expand --learngene runs/auto/learngene --num-classes 2 --output-dir runs/auto-d
+  auto-learngene train --learngene runs/auto/learngene --config tiny-descendant --output-dir runs/auto-d67
+"""
+
+
+def build_parser():
+    parser = make_parser("auto-learngene", "Auto-Learngene (Wang et al., arXiv 2305.02279).", EXAMPLES)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{condense,expand,train,list}")
+    con = verbs.add_parser(
+        "condense", help="meta-train the transfer weights on a pseudo-descendant; save the learngene"
+    )
+    add_config_arguments(con, "tiny", example="ancestry.run=runs/heur/collective/task-02 method.k=3")
+    con.add_argument("--output-dir", required=True, help="run directory (pseudo-descendant run, learngene/)")
+    add_descendant_verbs(verbs, "tiny-descendant")
+    verbs.add_parser("list", help="list presets")
+    return parser
+
+
+def _command(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.verb == "condense":
+        cfg = load_config(args.config, overrides_of(args), CondenseConfig, PACKAGE)
+        learngene, choice = condense(cfg, args.output_dir)
+        print(format_scores(choice, learngene.manifest["layer_prefixes"]))
+        print(learngene_summary(learngene, Path(args.output_dir) / LEARNGENE_DIR))
+    elif args.verb == "expand":
+        run_expand(args, METHOD)
+    elif args.verb == "train":
+        run_train(args, METHOD, PACKAGE, overrides_of(args))
+    else:
+        print("presets (--config NAME):")
+        for name in preset_names(PACKAGE):
+            print(f"  {name}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli("auto-learngene", _command, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""Meta-gradient training of the transfer weights (L2T-ww style), as a loss function of the core Trainer.
+
+Every `meta_every` steps: from the pseudo-descendant's current parameters theta, take `inner_steps` SGD steps on
+the weighted matching loss and one on cross-entropy (all with `torch.func`, differentiable in phi), then update
+phi to lower the cross-entropy after those steps. The Trainer's own step then trains theta on
+CE + beta * L_transfer with phi held fixed. Weights are accumulated for the final read-out.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, grad
+
+from .config import AutoSpec
+from .transfer import LayerTap, MetaWeights
+
+
+class AncestryFeatures:
+    """The frozen ancestry; calling it gives the outputs S_m(x) of its layers."""
+
+    def __init__(self, ancestry: nn.Module) -> None:
+        self.ancestry = ancestry.eval().requires_grad_(False)
+        self.tap = LayerTap(ancestry)
+
+    @torch.no_grad()
+    def __call__(self, inputs: Tensor) -> list[Tensor]:
+        self.ancestry(inputs)
+        return self.tap.take()
+
+
+class MetaTransferLoss:
+    """`loss_fn(model, inputs, targets)` for the Trainer; owns the meta-network phi and its optimizer."""
+
+    def __init__(self, sources: AncestryFeatures, meta: MetaWeights, spec: AutoSpec) -> None:
+        self.sources, self.meta, self.spec = sources, meta, spec
+        self.optimizer = torch.optim.Adam(meta.parameters(), lr=spec.meta_lr)
+        self.calls = 0
+        self.meta_losses: list[float] = []
+
+    def meta_step(self, student: nn.Module, inputs: Tensor, targets: Tensor, sources: list[Tensor]) -> float:
+        """One update of phi through `inner_steps` matching steps and one CE step of a functional copy of theta."""
+        weights = self.meta(sources)
+        theta = {name: p.detach() for name, p in student.named_parameters()}
+        lr = self.spec.inner_lr
+
+        def matching(params: dict[str, Tensor]) -> Tensor:
+            return functional_call(student, params, (inputs, sources, weights))[1]
+
+        def cross_entropy(params: dict[str, Tensor]) -> Tensor:
+            return F.cross_entropy(functional_call(student, params, (inputs,)), targets)
+
+        for _ in range(self.spec.inner_steps):
+            step = grad(matching)(theta)
+            theta = {name: theta[name] - lr * step[name] for name in theta}
+        step = grad(cross_entropy)(theta)
+        theta = {name: theta[name] - lr * step[name] for name in theta}
+        meta_loss = cross_entropy(theta)
+        self.optimizer.zero_grad(set_to_none=True)
+        meta_loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(meta_loss.detach())
+
+    def __call__(self, model: nn.Module, inputs: Tensor, targets: Tensor):
+        sources = self.sources(inputs)
+        if self.calls % self.spec.meta_every == 0:
+            self.meta_losses.append(self.meta_step(model, inputs, targets, sources))
+        self.calls += 1
+        with torch.no_grad():
+            weights = self.meta(sources)
+        logits, transfer = model(inputs, sources, weights)
+        ce = F.cross_entropy(logits.float(), targets)
+        loss = ce + self.spec.transfer_weight * transfer
+        parts = {"ce": ce.detach(), "transfer": transfer.detach()}
+        if self.meta_losses:
+            parts["meta_ce"] = torch.tensor(self.meta_losses[-1])
+        return loss, logits, parts
+
+    @torch.no_grad()
+    def mean_weights(self, loader, batches: int) -> dict[tuple[int, int], float]:
+        """mean_x lambda_{m,n}(x) over the first `batches` batches of `loader`."""
+        sums: dict[tuple[int, int], float] = {}
+        count = 0
+        for i, (inputs, _) in enumerate(loader):
+            if i >= batches:
+                break
+            for pair, value in self.meta(self.sources(inputs)).items():
+                sums[pair] = sums.get(pair, 0.0) + float(value.sum())
+            count += len(inputs)
+        return {pair: total / max(count, 1) for pair, total in sums.items()}
