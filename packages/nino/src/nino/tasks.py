@@ -7,7 +7,9 @@ They are what `nino collect` records trajectories on, what `nino train` and the 
   global average pooling, Linear) on scikit-learn's real digits (`digits`, 1 channel, 8x8) or learngene-core's
   `synthetic-images` (`synth`, 3 channels, 16x16); width 16 is the paper's 16-32-32, width 32 is 32-64-64;
 - `mlp-digits`: a 64-32-32-10 MLP on digits;
-- `gpt2-tiny`, `llama-tiny`: 2-layer causal LMs (transformers `from_config`) on `synthetic-text`.
+- `gpt2-tiny`, `llama-tiny`: 2-layer causal LMs (transformers `from_config`) on `synthetic-text`;
+- `gpt2-3-24`: the paper's LM1B-3-24 shape (GPT-2, 3 layers, width 24, 3 heads) with a 128-token vocabulary, on
+  `synthetic-text`.
 
 The data are held as tensors and batched by index (much faster than a per-item DataLoader for tiny models).
 """
@@ -119,6 +121,7 @@ MODELS.register("cnn-synth-16")(lambda: conv_net(3, 16))
 MODELS.register("cnn-synth-32")(lambda: conv_net(3, 32))
 MODELS.register("mlp-digits")(lambda: mlp_net())
 MODELS.register("gpt2-tiny")(lambda: _gpt2(LM_VOCAB, 2, 32, 2, LM_SEQ))
+MODELS.register("gpt2-3-24")(lambda: _gpt2(LM_VOCAB, 3, 24, 3, LM_SEQ))  # LM1B-3-24's shape, small vocab
 MODELS.register("llama-tiny")(lambda: _llama(LM_VOCAB, 2, 32, 2, 1, LM_SEQ))
 MODELS.register("lm1b-3-24")(lambda: _gpt2(50257, 3, 24, 3, 1024))
 MODELS.register("lm1b-2-32")(lambda: _gpt2(50257, 2, 32, 2, 1024))
@@ -259,6 +262,7 @@ _RECIPES: dict[str, _Recipe] = {
     "cnn-synth-32": _Recipe("cnn-synth-32", "synthetic-images", 3e-3, 64, _SYNTH),
     "mlp-digits": _Recipe("mlp-digits", "digits", 3e-3, 64),
     "gpt2-tiny": _Recipe("gpt2-tiny", "synthetic-text", 2e-3, 16, _TEXT),
+    "gpt2-3-24": _Recipe("gpt2-3-24", "synthetic-text", 2e-3, 16, _TEXT),
     "llama-tiny": _Recipe("llama-tiny", "synthetic-text", 2e-3, 16, _TEXT),
 }
 TASKS = sorted(_RECIPES)

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from learngene_core.errors import ConfigError, TrainingError
 from learngene_core.metrics import MetricsLog
 
-from .tasks import build_task, task_names
+from .tasks import Batches, build_task, evaluate, task_names
 
 OPTIMIZERS = ("adamw", "nino")
 
@@ -76,6 +76,7 @@ class RunResult:
     nowcast_seconds: float  # time inside the nowcast calls of opt.step
     nowcasts: list[dict[str, Any]]  # the wrapper's history (step, k, loss_before, loss_after, accepted)
     period: int | None = None  # the NiNo run's period (None for AdamW)
+    final_train_loss: float | None = None  # mean loss over the whole training split after the last step
 
     def val_losses(self) -> list[tuple[int, float]]:
         return [(r["step"], r["loss"]) for r in self.records if r["split"] == "val"]
@@ -141,7 +142,9 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
             log.log(step, "val", **metrics)
     history = list(getattr(opt, "history", [])) if wrapped else []
     period = opt.period if wrapped else None
-    return RunResult(optimizer, log.records, train_seconds, nowcast_seconds, history, period)
+    train_split = Batches(task.train.inputs, task.train.targets, 256, shuffle=False)
+    final_train = evaluate(task, model, train_split)["loss"]
+    return RunResult(optimizer, log.records, train_seconds, nowcast_seconds, history, period, final_train)
 
 
 def _check_finite(value: float, what: str, step: int, cfg: TrainRunConfig, optimizer: str) -> None:
@@ -158,6 +161,13 @@ def steps_to_reach(result: RunResult, target: float) -> int | None:
         if step > 0 and loss <= target:
             return step
     return None
+
+
+def steps_ratio(method: RunResult, baseline: RunResult, target: float) -> float | None:
+    """First step at which `method` reaches `target` / the first step at which `baseline` does (both counted
+    the same way; < 1: the method is faster). None when either never reaches it."""
+    ours, theirs = steps_to_reach(method, target), steps_to_reach(baseline, target)
+    return ours / theirs if ours is not None and theirs is not None else None
 
 
 def plot_compare(results: list[RunResult], path: str | Path, title: str = "") -> Path:
