@@ -98,13 +98,14 @@ def train(
     """Train `model` (default: a fresh one from `cfg.model`) and return its final test metrics.
 
     `hooks` are passed to `Trainer` (loss_fn, loss_terms, param_groups, extra_modules, callbacks, eval_fn).
+    A config without a `model` section (the caller builds the model) records the model's class name.
     """
     check_output_dir(output_dir, cfg, resume)
     run = run or prepare_run(cfg)
     model = model if model is not None else run.build_model()
     output_dir = Path(output_dir)
     meta = {
-        "model": to_dict(cfg.model),
+        "model": to_dict(cfg.model) if hasattr(cfg, "model") else type(model).__name__,
         "data": run.splits.description,
         "task": run.splits.task,
         "num_classes": run.splits.num_classes,
@@ -127,7 +128,8 @@ def train(
     if trainer.accelerator.is_main_process and not resume:
         save_config(cfg, output_dir / CONFIG_NAME)
     trainer.accelerator.print(
-        f"{run.splits.description}; model {cfg.model.name}: {meta['trainable_parameters']:,} trainable parameters"
+        f"{run.splits.description}; model {cfg.model.name if hasattr(cfg, 'model') else type(model).__name__}: "
+        f"{meta['trainable_parameters']:,} trainable parameters"
     )
     return trainer.fit(resume=resume)
 

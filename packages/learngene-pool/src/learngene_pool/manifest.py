@@ -1,0 +1,31 @@
+"""The JSON manifests of the pool's directories (aux model, pool, descendant): read with format and version checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from learngene_core.errors import CheckpointError
+
+
+def read_manifest(
+    directory: str | Path, name: str, fmt: str, version: int, what: str, hint: str
+) -> dict[str, Any]:
+    """`directory/name` parsed, or a CheckpointError naming the file: missing (`hint` says which verb writes it),
+    not JSON, or of another format or version."""
+    directory = Path(directory)
+    path = directory / name
+    if not path.is_file():
+        raise CheckpointError(f"{directory} is not {what}: no {name} ({hint})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt or manifest.get("version") != version:
+        found = manifest if isinstance(manifest, dict) else {}
+        raise CheckpointError(
+            f"{path} is format {found.get('format')!r} version {found.get('version')!r}; "
+            f"this learngene-pool reads {fmt!r} version {version}"
+        )
+    return manifest

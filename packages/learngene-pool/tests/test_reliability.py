@@ -1,0 +1,149 @@
+"""Bad input through the console script: one `learngene-pool: error: ...` line naming the culprit, exit code 2,
+no traceback, existing outputs untouched. The first cases run the installed script in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from learngene_pool.cli import main
+
+PROG = "learngene-pool: error: "
+
+
+def run_subprocess(*argv) -> tuple[int, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "learngene_pool.cli", *map(str, argv)], capture_output=True, text=True, env=env
+    )
+    return proc.returncode, proc.stderr
+
+
+def run_inprocess(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def assert_one_line(code: int, err: str, *culprits: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PROG), err
+    assert "Traceback" not in err
+    for culprit in culprits:
+        assert culprit in lines[0], f"{culprit!r} not in {lines[0]}"
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()
+    }
+
+
+def test_unknown_config_id_lists_the_valid_range(pool_dir, tmp_path):
+    out = tmp_path / "d"
+    code, err = run_subprocess("init", "--pool", pool_dir, "--config-id", "42", "--output-dir", out)
+    assert_one_line(code, err, "unknown config id 42", "configs 0..8")
+    assert not out.exists()
+
+
+def test_width_that_does_not_split_into_heads_is_refused_before_training(ancestry_dir, tmp_path):
+    out = tmp_path / "aux"
+    code, err = run_subprocess(
+        "distill", "--config", "tiny-aux-wide", "--output-dir", out, f"ancestry.run={ancestry_dir}",
+        "model.kwargs.embed_dim=30",
+    )  # fmt: skip
+    assert_one_line(code, err, "embed_dim 30", "4 heads")
+    assert not out.exists()
+
+
+def test_aux_model_of_another_ancestry_is_refused(narrow_dir, wide_dir, tmp_path):
+    other = tmp_path / "other-aux"
+    shutil.copytree(wide_dir, other)
+    manifest = json.loads((other / "aux.json").read_text())
+    manifest["ancestry"].update(fingerprint="0" * 16, source="vit from elsewhere/final")
+    (other / "aux.json").write_text(json.dumps(manifest))
+    out = tmp_path / "pool"
+    code, err = run_subprocess(
+        "build", "--config", "tiny-build", "--output-dir", out, f"aux=[{narrow_dir},{other}]"
+    )
+    assert_one_line(code, err, str(other), "another ancestry")
+    assert not out.exists()
+
+
+def test_pool_directory_of_another_version_is_refused(pool_dir, tmp_path):
+    old = tmp_path / "old-pool"
+    shutil.copytree(pool_dir, old)
+    manifest = json.loads((old / "pool.json").read_text())
+    manifest["version"] = 99
+    (old / "pool.json").write_text(json.dumps(manifest))
+    before = snapshot(old)
+    code, err = run_subprocess("list", "--pool", old)
+    assert_one_line(code, err, str(old / "pool.json"), "version 99", "version 1")
+    assert snapshot(old) == before
+
+
+def test_init_into_an_existing_output_leaves_it_untouched(capsys, pool_dir, tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    code, err = run_inprocess(capsys, "init", "--pool", pool_dir, "--config-id", "2", "--output-dir", out)
+    assert_one_line(code, err, str(out), "not empty")
+    assert snapshot(out) == {"mine.txt": b"keep me"}
+
+
+def test_bad_config_id_for_train_touches_no_run_dir(capsys, pool_dir, tmp_path):
+    out = tmp_path / "run"
+    code, err = run_inprocess(
+        capsys, "train", "--pool", pool_dir, "--config-id", "9", "--config", "tiny-train", "--output-dir", out
+    )
+    assert_one_line(code, err, "unknown config id 9", "0..8")
+    assert not out.exists()
+    code, err = run_inprocess(
+        capsys,
+        "train",
+        "--pool",
+        pool_dir,
+        "--config-id",
+        "two",
+        "--config",
+        "tiny-train",
+        "--output-dir",
+        out,
+    )
+    assert_one_line(code, err, "--config-id", "'two'")
+
+
+@pytest.mark.parametrize(
+    "argv, culprit",
+    [
+        (["build", "--config", "tiny-build", "stitch_init=svd"], "stitch_init"),
+        (["build", "--config", "tiny-build", "aux=[]"], "at least two auxiliary models"),
+        (["distill", "--config", "tiny-aux-wide", "positions=[middle]"], "positions"),
+        (["build", "--config", "tiny-build", "bogus=1"], "bogus"),
+    ],
+)
+def test_bad_configs_name_the_key(capsys, tmp_path, argv, culprit):
+    code, err = run_inprocess(capsys, *argv, "--output-dir", tmp_path / "out")
+    assert_one_line(code, err, culprit)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_pool_and_aux_directories_are_named(capsys, tmp_path, narrow_dir):
+    code, err = run_inprocess(capsys, "list", "--pool", tmp_path / "nowhere")
+    assert_one_line(code, err, str(tmp_path / "nowhere"), "pool.json")
+    code, err = run_inprocess(
+        capsys,
+        "build",
+        "--config",
+        "tiny-build",
+        "--output-dir",
+        tmp_path / "p",
+        f"aux=[{narrow_dir},{tmp_path}]",
+    )
+    assert_one_line(code, err, str(tmp_path), "aux.json")
