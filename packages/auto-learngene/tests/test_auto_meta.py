@@ -111,3 +111,11 @@ def test_condensed_learngene_is_the_top_aggregated_ancestry_layers(condensed_dir
     assert all(torch.equal(v, final[k]) for k, v in learngene.tensors.items())
     assert {k.split(".")[1] for k in learngene.tensors} == {str(m) for m in learngene.spec["layers"]}
     assert learngene.manifest["meta_losses"]  # the meta-network was trained
+
+
+@pytest.mark.parametrize("preset", ["tiny", "paper"])
+def test_presets_load_and_paper_reads_cifar100_from_a_local_path(preset):
+    from learngene_core.config import load_config
+
+    cfg = load_config(preset, [], __import__("auto_learngene").CondenseConfig, "auto_learngene.configs")
+    assert cfg.data.name == ("cifar100" if preset == "paper" else "digits")

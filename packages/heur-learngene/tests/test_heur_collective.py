@@ -80,3 +80,15 @@ def test_collective_prints_the_ranking_and_choose_rewrites_it(collective_dir, tm
     assert main(["choose", "--run", str(collective_dir), "--layers", "11,12", "--output-dir",
                  str(tmp_path / "ref")]) == 0  # fmt: skip
     assert Learngene.load(tmp_path / "ref").spec["layers"] == [11, 12]
+
+
+@pytest.mark.parametrize("preset", ["tiny", "tiny-vit", "paper"])
+def test_presets_load_and_cut_class_disjoint_streams(preset):
+    from heur_learngene.config import CollectiveConfig
+    from learngene_core.config import load_config
+
+    cfg = load_config(preset, [], CollectiveConfig, "heur_learngene.configs")
+    tasks = task_classes(cfg.stream)
+    assert len({c for t in tasks for c in t}) == sum(map(len, tasks))
+    if preset == "paper":
+        assert cfg.data.name == "cifar100" and len(tasks) == 16 and all(len(t) == 5 for t in tasks)

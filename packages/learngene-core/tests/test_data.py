@@ -19,6 +19,7 @@ from learngene_core.data import DATASETS, DatasetSplits, build_dataloaders, buil
 from learngene_core.data.partition import stratified_split
 from learngene_core.data.tokenizers import ByteTokenizer
 from learngene_core.errors import DataError
+from learngene_core.testing import write_fake_cifar100
 
 
 def build(name: str, seed: int = 0, **fields) -> DatasetSplits:
@@ -195,25 +196,7 @@ def test_dataloaders_shuffle_train_by_seed_only():
 # ------------------------------------------------------------------------------------------------- CIFAR-100
 
 
-def write_fake_cifar(root: Path, n_train: int = 20, n_test: int = 10) -> Path:
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name, n in (("train", n_train), ("test", n_test)):
-        batch = {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            "fine_labels": [i % 5 for i in range(n)],
-            "coarse_labels": [i % 2 for i in range(n)],
-            "filenames": [f"img{i}.png" for i in range(n)],
-        }
-        # real files were written by numpy 1.x, whose arrays pickle via numpy.core (numpy 2 writes numpy._core)
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2).replace(b"numpy._core.", b"numpy.core."))
-    meta = {
-        "fine_label_names": ["apple", "bee", "cup", "dog", "eel"],
-        "coarse_label_names": ["food", "animal"],
-    }
-    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
-    return folder
+write_fake_cifar = write_fake_cifar100
 
 
 def test_fake_cifar100_loads_with_labels_and_names(tmp_path):

@@ -31,7 +31,7 @@ examples (tiny presets: digits, a laptop CPU, minutes):
 
 def build_parser():
     parser = make_parser("heur-learngene", "Heur-Learngene (Wang et al., AAAI 2022).", EXAMPLES)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{collective,expand,train,list}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{collective,choose,expand,train,list}")
     col = verbs.add_parser(
         "collective", help="train the collective model over the task stream; save the learngene"
     )

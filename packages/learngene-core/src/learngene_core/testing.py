@@ -2,14 +2,18 @@
 
 `one_torch_thread` is a session-wide autouse fixture: import it into a conftest.py to run that suite on one
 torch thread (tiny models: threads cost more than they save, and a busy machine makes them far slower).
-`tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share.
+`tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share; `write_fake_cifar100` writes a
+random-pixel dataset in the CIFAR-100 python layout for tests of presets that read it from a local path.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,6 +41,30 @@ def tiny_lm_config(kind: str, depth: int):
     from transformers import AutoConfig
 
     return AutoConfig.for_model(kind, **{**TINY_LM_KWARGS[kind], LM_DEPTH_KEY[kind]: depth})
+
+
+def write_fake_cifar100(root: Path, n_train: int = 20, n_test: int = 10, num_classes: int = 5) -> Path:
+    """`root/cifar-100-python/{train,test,meta}` with random images, label i % num_classes, as numpy 1.x pickled them."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name, n in (("train", n_train), ("test", n_test)):
+        batch = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            "fine_labels": [i % num_classes for i in range(n)],
+            "coarse_labels": [i % 2 for i in range(n)],
+            "filenames": [f"img{i}.png" for i in range(n)],
+        }
+        # real files were written by numpy 1.x, whose arrays pickle via numpy.core (numpy 2 writes numpy._core)
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=2).replace(b"numpy._core.", b"numpy.core."))
+    names = (
+        ["apple", "bee", "cup", "dog", "eel"]
+        if num_classes == 5
+        else [f"class{i}" for i in range(num_classes)]
+    )
+    meta = {"fine_label_names": names, "coarse_label_names": ["food", "animal"]}
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    return folder
 
 
 @pytest.fixture(scope="session", autouse=True)
