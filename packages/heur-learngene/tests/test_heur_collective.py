@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from heur_learngene.collective import stream_tasks as task_classes
 from heur_learngene.config import StreamConfig
 from heur_learngene.criterion import rank_layers
-from heur_learngene.stream import task_classes
 from learngene_core.checkpoint import load_weights
-from learngene_core.errors import ConfigError
+from learngene_core.errors import DataError
 from learngene_core.learngene import Learngene
 
 
@@ -22,7 +22,7 @@ def records(path):
 def test_stream_cuts_the_class_order_into_disjoint_tasks():
     assert task_classes(StreamConfig([3, 1, 4, 0, 5, 2], 2)) == [[3, 1], [4, 0], [5, 2]]
     assert task_classes(StreamConfig([0, 1, 2, 3, 4], 2)) == [[0, 1], [2, 3], [4]]
-    with pytest.raises(ConfigError, match="class 1 is in task 0 and task 1"):
+    with pytest.raises(DataError, match="repeats class 1"):
         task_classes(StreamConfig([0, 1, 2, 1], 2))
 
 

@@ -30,7 +30,7 @@ def test_overlapping_stream_classes(tmp_path):
     code, err = cli(
         "collective", "--config", "tiny", "--output-dir", tmp_path / "o", "stream.classes=[0,1,2,1]"
     )
-    assert_one_line(code, err, "class 1", "class-disjoint")
+    assert_one_line(code, err, "repeats class 1")
     assert not (tmp_path / "o").exists()
 
 

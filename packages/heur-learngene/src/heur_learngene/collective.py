@@ -16,6 +16,7 @@ from torch import nn
 from learngene_core import experiment
 from learngene_core.checkpoint import read_metadata
 from learngene_core.config import ExperimentConfig, load_config, save_config
+from learngene_core.continual import make_split
 from learngene_core.errors import CheckpointError, ConfigError
 from learngene_core.learngene.artifact import Learngene
 from learngene_core.learngene.config import AncestryConfig
@@ -28,15 +29,20 @@ from learngene_core.learngene.inherit import (
 )
 from learngene_core.learngene.widen import widen_layer
 
-from .config import CollectiveConfig
+from .config import CollectiveConfig, StreamConfig
 from .criterion import rank_layers
-from .stream import task_classes
 from .tracking import LayerTracker
 
 METHOD = "heur-learngene"
 STREAM_NAME = "stream.jsonl"
 COLLECTIVE_DIR = "collective"
 LEARNGENE_DIR = "learngene"
+
+
+def stream_tasks(stream: StreamConfig) -> list[list[int]]:
+    """The stream's class-disjoint tasks (original labels), cut by core's continual split (repeats refused)."""
+    split = make_split(max(stream.classes, default=0) + 1, task_size=stream.task_size, order=stream.classes)
+    return [list(task) for task in split.tasks()]
 
 
 def train_collective(
@@ -48,7 +54,7 @@ def train_collective(
     output_dir = Path(output_dir)
     if output_dir.is_dir() and any(output_dir.iterdir()):
         raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
-    tasks = task_classes(cfg.stream)
+    tasks = stream_tasks(cfg.stream)
     generator = torch.Generator().manual_seed(cfg.seed)
     model: nn.Module | None = None
     records: list[dict[str, Any]] = []
