@@ -163,3 +163,29 @@ def test_nan_loss_stops_with_one_line_and_resume_starts_the_run_over(capsys, tmp
     code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", tmp_path / "other", "--resume")
     assert_user_error(code, err, "notes.txt")
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+TINY_METATRAIN = ["steps=4", "log_every=2", "checkpoint_every=2", "progress=false"]
+
+
+def test_metatrain_resume_starts_an_unfinished_run_over_in_place(capsys, tmp_path, trajectory_dir):
+    out = tmp_path / "meta"
+    out.mkdir()
+    (out / "config.yaml").write_text("steps: 12\n")  # what an interrupted run leaves behind
+    (out / ".nino.pt.x1.tmp").write_bytes(b"half")
+    argv = [
+        "metatrain",
+        "--config",
+        "metatrain-tiny",
+        "--data",
+        trajectory_dir,
+        "--output",
+        out,
+        *TINY_METATRAIN,
+    ]
+    code, _, err = run(capsys, *argv)
+    assert_user_error(code, err, "not empty")
+    code, _, _ = run(capsys, *argv, "--resume")
+    assert code == 0 and (out / "nino.pt").is_file() and not (out / ".nino.pt.x1.tmp").exists()
+    code, _, err = run(capsys, *argv, "--resume")
+    assert_user_error(code, err, "finished run")

@@ -54,34 +54,44 @@ def cmd_metatrain(args: argparse.Namespace) -> int:
 
     overrides = overrides_of(args) + (["global_norm=true"] if args.global_norm else [])
     cfg = load_config(args.config, overrides, cls=MetatrainConfig, package=PRESETS)
+    if args.resume:
+        _start_over_in(Path(args.output), METATRAIN_OUTPUTS, "nino metatrain")
     _output_dir(args.output)
-    path = metatrain(cfg, args.data, args.output, init=args.init)
+    try:
+        path = metatrain(cfg, args.data, args.output, init=args.init)
+    except LearngeneError as exc:
+        if not Path(args.output, "config.yaml").exists():  # failed before writing anything
+            raise
+        raise type(exc)(f"{exc}; after fixing it, add --resume to the same command to start over") from None
     print(f"NiNo checkpoint: {path}")
     return 0
 
 
-# everything `nino train` writes into its output dir (what --resume may clear)
+# what `nino train` / `nino metatrain` write into their output dirs (what --resume may clear)
 TRAIN_OUTPUTS = frozenset(
     {"config.yaml", "metrics.jsonl", "summary.json", "loss.png", "compare.png", "adamw", "nino"}
 )
+METATRAIN_OUTPUTS = frozenset({"config.yaml", "metrics.jsonl", "summary.json", "metrics.png", "nino.pt"})
 
 
-def _start_over_in(out: Path, cfg) -> None:
-    """`nino train --resume`: clear an unfinished run's files so it starts over in place, with the config given
-    now (e.g. a fixed lr; nino train keeps no checkpoints: runs are minutes). A finished run or a directory
-    holding anything else is refused."""
+def _start_over_in(out: Path, outputs: frozenset[str], command: str) -> None:
+    """--resume of an unfinished run: clear its files so it starts over in place with the config given now
+    (e.g. a fixed lr). A finished run (summary.json) or a directory holding anything else is refused."""
     if not out.exists():
         return
     if not out.is_dir():
         raise CheckpointError(f"output dir {out} is a file")
     if (out / "summary.json").exists():
         raise CheckpointError(f"{out} holds a finished run (summary.json); choose another output dir")
-    foreign = sorted(p.name for p in out.iterdir() if p.name not in TRAIN_OUTPUTS)
+    ours = [
+        p for p in out.iterdir() if p.name in outputs or (p.name.startswith(".") and p.name.endswith(".tmp"))
+    ]
+    foreign = sorted({p.name for p in out.iterdir()} - {p.name for p in ours})
     if foreign:
         raise CheckpointError(
-            f"{out} is not a nino train run ({foreign[0]!r} is none of its files); choose another"
+            f"{out} is not a {command} run ({foreign[0]!r} is none of its files); choose another"
         )
-    for path in out.iterdir():
+    for path in ours:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
@@ -100,7 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         load_nino(cfg.ckpt)  # a bad name, path or file fails here, before the output dir exists
     if args.resume:
-        _start_over_in(Path(args.output), cfg)
+        _start_over_in(Path(args.output), TRAIN_OUTPUTS, "nino train")
     out = _output_dir(args.output)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -195,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(p)
     p.add_argument("--init", default=None, help="start from this NiNo checkpoint")
     p.add_argument("--global-norm", action="store_true", help="one mu/sigma for LM trajectories (A.5 quirk)")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="rerun an interrupted or failed run in place: its files are cleared and it starts over "
+        "(to keep its last saved weights, start a new run with --init OUTPUT/nino.pt instead)",
+    )  # fmt: skip
     _add_threads(p)
     p.set_defaults(fn=cmd_metatrain)
 
