@@ -290,7 +290,9 @@ def test_metadata_is_json(tmp_path, tiny_mlp):
 def test_read_state_dict_refuses_code_names_corrupt_files_and_unwraps_training_checkpoints(tmp_path):
     marker = tmp_path / "marker.txt"
     torch.save({"model": {"w": torch.ones(2)}, "evil": Payload(str(marker))}, tmp_path / "evil.pth")
-    with pytest.raises(CheckpointError, match=r"refused .*evil\.pth: unpickling it would call .*_write_marker"):
+    with pytest.raises(
+        CheckpointError, match=r"refused .*evil\.pth: unpickling it would call .*_write_marker"
+    ):
         read_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
