@@ -57,3 +57,22 @@ def test_topk_mixture_sums_the_selected_weights(predictor, images):
     g = predictor.task_weights(images)
     total = predictor.predict_proba(images, 2).sum(1)
     torch.testing.assert_close(total, g.topk(2, 1).values.sum(1))
+
+
+def test_cooperation_loss_trains_only_the_new_expert_and_the_head(predictor, images):
+    from l2c.classifier import AdapterClassifier, TaskLoss
+    from l2c.cooperation import CooperationLoss
+
+    pool, head = predictor.pool, predictor.expert_head
+    pool.activate(expert_name(2))
+    model = AdapterClassifier(pool, expert_name(2), head, predictor.seen)
+    targets = torch.arange(len(images)) % predictor.seen
+    base = TaskLoss(4, 6, mask=False)
+    loss, _, parts = CooperationLoss(base, predictor, task=2, k=2, weight=0.5)(model, images, targets)
+    plain, _, _ = base(model, images, targets)
+    torch.testing.assert_close(loss, plain + 0.5 * parts["cooperation"])
+    loss.backward()
+    assert all(p.requires_grad and p.grad is not None for p in pool.adapter_parameters(expert_name(2)))
+    others = [p for name in ("selector", expert_name(0), expert_name(1)) for p in pool.adapter_parameters(name)]
+    assert all(p.grad is None for p in others)
+    assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0

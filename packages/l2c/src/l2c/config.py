@@ -91,12 +91,16 @@ class ExpertsConfig:
     mask_current_task: bool = True
     # after training, expert t <- (1 - m) expert t + m mean(previous experts); HiDe-LoRA uses 0.1
     momentum: float = 0.0
+    # [hypothesis] weight of the CE of the top-k mixture (k = eval.topk) on the current task; 0: off
+    cooperation: float = 0.0
     align_head: bool = True  # classifier alignment of the shared expert head after every task but the first
     align: AlignConfig = field(default_factory=AlignConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {self.momentum}")
+        if self.cooperation < 0:
+            raise ValueError(f"cooperation must be >= 0, got {self.cooperation}")
 
 
 @dataclass

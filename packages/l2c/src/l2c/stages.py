@@ -40,7 +40,7 @@ def fit(
     val: Dataset,
     out: Path,
     seed: int,
-    loss: TaskLoss,
+    loss: Callable,
     lora_lr_scale: float = 1.0,
 ) -> None:
     """Train `model` (its trainable parameters only) on `train` with the core Trainer, writing to `out`."""
@@ -149,6 +149,7 @@ def train_experts(ctx: Context, run: Path, log: Log) -> AccuracyMatrix:
 
     Validation after each task uses the top-1 expert only (as the seed does, to save time)."""
     from .aggregate import TopKPredictor
+    from .cooperation import CooperationLoss
 
     cfg, split, out = ctx.cfg, ctx.split, run / "experts"
     head = new_head(ctx.pool.feature_dim, split.num_classes, cfg.seed + 1)
@@ -160,7 +161,11 @@ def train_experts(ctx: Context, run: Path, log: Log) -> AccuracyMatrix:
         ctx.pool.add(name, cfg.experts.lora, init_from=previous)
         ctx.pool.activate(name)
         model = AdapterClassifier(ctx.pool, name, head, hi)
-        loss = TaskLoss(lo, hi, cfg.experts.mask_current_task)
+        predictor = TopKPredictor(ctx.pool, load_selector(ctx, run, t), head, split.offsets, t + 1)
+        loss: TaskLoss | CooperationLoss = TaskLoss(lo, hi, cfg.experts.mask_current_task)
+        if cfg.experts.cooperation > 0 and t > 0:
+            k = min(cfg.eval.topk, t + 1)
+            loss = CooperationLoss(loss, predictor, t, k, cfg.experts.cooperation)
         fit(
             ctx,
             model,
@@ -179,7 +184,7 @@ def train_experts(ctx: Context, run: Path, log: Log) -> AccuracyMatrix:
         save_weights(ctx.pool.adapter_state(name), out / f"{name}.safetensors")
         snapshot(out / f"head_after_task_{t}.safetensors", None, head)
         save_weights(stats.to_tensors(), out / f"stats_after_task_{t}.safetensors")
-        predictor = TopKPredictor(ctx.pool, load_selector(ctx, run, t), head, split.offsets, t + 1)
+        predictor.pool.eval()
         accuracies = accuracy_per_task(partial(predictor.predict, k=1), ctx.stream, t, cfg.eval.batch_size)
         matrix.record(t, accuracies)
         log(f"experts (top-1 validation) {matrix.line(t)}")
