@@ -73,6 +73,8 @@ def test_cooperation_loss_trains_only_the_new_expert_and_the_head(predictor, ima
     torch.testing.assert_close(loss, plain + 0.5 * parts["cooperation"])
     loss.backward()
     assert all(p.requires_grad and p.grad is not None for p in pool.adapter_parameters(expert_name(2)))
-    others = [p for name in ("selector", expert_name(0), expert_name(1)) for p in pool.adapter_parameters(name)]
+    others = [
+        p for name in ("selector", expert_name(0), expert_name(1)) for p in pool.adapter_parameters(name)
+    ]
     assert all(p.grad is None for p in others)
     assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0
