@@ -52,3 +52,12 @@ def test_paper_pool_has_18_instances_and_27_descendants():
     assert sum(len(m.blocks) for m in pool.instances) == 18
     assert len(pool.configs) == 27 and len(pool.stitches["0-1"]) == 8
     assert pool.stitches["0-1"][0].weight.shape == (768, 192)
+
+
+def test_every_public_name_resolves_and_unknown_names_raise():
+    import learngene_pool
+
+    for name in learngene_pool.__all__:
+        assert getattr(learngene_pool, name).__name__ == name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        learngene_pool.nope  # noqa: B018

@@ -1,31 +1,39 @@
 """Learngene Pool: one ancestry distilled into a pool of block instances, stitched into many descendant sizes."""
 
-from .aux import distill_aux, read_aux
-from .build import assemble_pool, build_pool, load_pool
-from .config import AuxConfig, BuildConfig
-from .descendant import StitchedViT, build_descendant, load_descendant, save_descendant
-from .finetune import evaluate_descendants, train_descendant
-from .listing import list_descendants
-from .pool import LearngenePool
-from .stitching import StitchConfig, stitch_configs
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
-__all__ = [
-    "AuxConfig",
-    "BuildConfig",
-    "LearngenePool",
-    "StitchConfig",
-    "StitchedViT",
-    "assemble_pool",
-    "build_descendant",
-    "build_pool",
-    "distill_aux",
-    "evaluate_descendants",
-    "list_descendants",
-    "load_descendant",
-    "load_pool",
-    "read_aux",
-    "save_descendant",
-    "stitch_configs",
-    "train_descendant",
-]
+# public name -> module; imported on first use, so `learngene-pool --help` does not pay for torch
+_EXPORTS = {
+    "AuxConfig": "config",
+    "BuildConfig": "config",
+    "LearngenePool": "pool",
+    "StitchConfig": "stitching",
+    "StitchedViT": "descendant",
+    "assemble_pool": "build",
+    "build_descendant": "descendant",
+    "build_pool": "build",
+    "distill_aux": "aux",
+    "evaluate_descendants": "finetune",
+    "list_descendants": "listing",
+    "load_descendant": "descendant",
+    "load_pool": "build",
+    "read_aux": "aux",
+    "save_descendant": "descendant",
+    "stitch_configs": "stitching",
+    "train_descendant": "finetune",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'learngene_pool' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -17,7 +17,7 @@ examples (the tiny presets run on a laptop CPU in a few minutes):
   learngene train --config digits-ancestry --output-dir runs/ancestry
   learngene-pool distill --config tiny-aux-narrow --output-dir runs/aux-narrow ancestry.run=runs/ancestry
   learngene-pool distill --config tiny-aux-wide --output-dir runs/aux-wide ancestry.run=runs/ancestry
-  learngene-pool build --config tiny-build --output-dir runs/pool aux=[runs/aux-narrow,runs/aux-wide]
+  learngene-pool build --config tiny-build --output-dir runs/pool "aux=[runs/aux-narrow,runs/aux-wide]"
   learngene-pool list --pool runs/pool
   learngene-pool eval --pool runs/pool --config-id all --config tiny-train
   learngene-pool init --pool runs/pool --config-id 4 --output-dir runs/descendant-4
@@ -55,7 +55,7 @@ def build_parser():
     build = verbs.add_parser(
         "build", help="pool the aux models' blocks, add stitch layers, train one config per step"
     )
-    add_config_arguments(build, example="aux=[runs/aux-narrow,runs/aux-wide] stitch_init=lstsq")
+    add_config_arguments(build, example='"aux=[runs/aux-narrow,runs/aux-wide]" stitch_init=lstsq')
     build.add_argument("--output-dir", required=True, help="the pool directory to write")
     build.add_argument("--resume", action="store_true", help="continue an interrupted build")
 
