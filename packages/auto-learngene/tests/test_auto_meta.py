@@ -14,6 +14,7 @@ from auto_learngene.meta import AncestryFeatures, MetaTransferLoss
 from auto_learngene.transfer import MetaWeights, Regressor, Student, layer_pairs
 from learngene_core.checkpoint import load_weights
 from learngene_core.learngene import Learngene
+from learngene_core.tasks import ClassificationTask
 
 VIT = dict(img_size=8, patch_size=4, embed_dim=8, depth=2, num_heads=2, mlp_ratio=2.0, num_classes=2,
            in_chans=1, class_token=False, global_pool="avg")  # fmt: skip
@@ -34,7 +35,14 @@ def setup(spec: AutoSpec, dtype=torch.float32):
     pairs = layer_pairs(2, 2, spec.max_layer_distance)
     student.regressors.update({f"{m}_{n}": Regressor(targets[n], sources[m]).to(dtype) for m, n in pairs})
     meta = MetaWeights(sources, pairs, spec.weight_activation).to(dtype)
-    return MetaTransferLoss(features, meta, spec), student, x, y, sources
+    return MetaTransferLoss(features, meta, spec, ExactCE()), student, x, y, sources
+
+
+class ExactCE(ClassificationTask):
+    """Cross-entropy in the logits' own dtype (the core task casts to float32; the float64 test needs float64)."""
+
+    def loss(self, logits, targets, label_smoothing=0.0):
+        return torch.nn.functional.cross_entropy(logits, targets)
 
 
 def test_pairs_within_a_distance():
@@ -60,7 +68,7 @@ def test_meta_gradient_through_the_inner_steps_matches_finite_differences():
     def meta_loss_at(value: torch.Tensor) -> float:
         with torch.no_grad():
             bias.copy_(value)
-        probe = MetaTransferLoss(loss.sources, loss.meta, spec)
+        probe = MetaTransferLoss(loss.sources, loss.meta, spec, loss.task)
         probe.optimizer = torch.optim.SGD(loss.meta.parameters(), lr=0.0)
         return probe.meta_step(student, x, y, sources)
 
@@ -73,7 +81,7 @@ def test_meta_gradient_through_the_inner_steps_matches_finite_differences():
         numeric.append((meta_loss_at(start + step) - meta_loss_at(start - step)) / (2 * eps))
     with torch.no_grad():
         bias.copy_(start)
-    probe = MetaTransferLoss(loss.sources, loss.meta, spec)
+    probe = MetaTransferLoss(loss.sources, loss.meta, spec, loss.task)
     probe.optimizer = torch.optim.SGD(loss.meta.parameters(), lr=1.0)  # one plain step: delta = -grad
     probe.meta_step(student, x, y, sources)
     analytic = (start - bias.detach()).tolist()
@@ -119,3 +127,30 @@ def test_presets_load_and_paper_reads_cifar100_from_a_local_path(preset):
 
     cfg = load_config(preset, [], __import__("auto_learngene").CondenseConfig, "auto_learngene.configs")
     assert cfg.data.name == ("cifar100" if preset == "paper" else "digits")
+
+
+def test_meta_step_on_a_causal_lm_moves_phi():
+    from transformers import AutoModelForCausalLM
+
+    from learngene_core.tasks import CausalLMTask
+    from learngene_core.testing import tiny_lm_config
+
+    torch.manual_seed(0)
+    ancestry = AutoModelForCausalLM.from_config(tiny_lm_config("llama", 2))
+    net = AutoModelForCausalLM.from_config(tiny_lm_config("llama", 2))
+    tokens = torch.randint(64, (4, 12))
+    features = AncestryFeatures(ancestry)
+    sources = features(tokens)
+    student = Student(net, {}, "rms")
+    with torch.no_grad():
+        student.net(tokens)
+    targets = student.tap.take()
+    pairs = layer_pairs(2, 2, None)
+    student.regressors.update({f"{m}_{n}": Regressor(targets[n], sources[m]) for m, n in pairs})
+    loss = MetaTransferLoss(
+        features, MetaWeights(sources, pairs, "softplus"), AutoSpec(meta_lr=0.1), CausalLMTask()
+    )
+    before = [p.detach().clone() for p in loss.meta.parameters()]
+    total, logits, parts = loss(student, tokens, tokens)
+    assert logits.shape == (4, 12, 64) and torch.isfinite(total)
+    assert any(not torch.equal(a, b) for a, b in zip(before, loss.meta.parameters()))

@@ -65,7 +65,7 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
     exp = ExperimentConfig(arch, cfg.data, cfg.train, cfg.seed)
     run = experiment.prepare_run(exp)
     shape = run.splits.input_shape
-    if trained_shape and trained_shape[0] != shape[0]:
+    if len(shape) == 3 and trained_shape and trained_shape[0] != shape[0]:
         raise ConfigError(
             f"the ancestry takes {trained_shape[0]}-channel inputs but data '{cfg.data.name}' has {shape[0]} "
             "(set data.channels)"
@@ -75,7 +75,9 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
     if spec.k > num_layers:
         raise ConfigError(f"method.k={spec.k} is larger than the ancestry's {num_layers} layers")
     set_seed(cfg.seed)
-    net = build_model(arch, num_classes=run.splits.num_classes, input_shape=shape)
+    net = build_model(
+        arch, num_classes=run.splits.num_classes, input_shape=shape, vocab_size=run.splits.vocab_size
+    )
     probe = next(iter(run.loaders[0]))[0][:2]
     features = AncestryFeatures(ancestry)
     sources = features(probe)
@@ -85,7 +87,7 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
         student.net(probe)
     targets = student.tap.take()
     student.regressors.update({f"{m}_{n}": Regressor(targets[n], sources[m]) for m, n in pairs})
-    loss = MetaTransferLoss(features, MetaWeights(sources, pairs, spec.weight_activation), spec)
+    loss = MetaTransferLoss(features, MetaWeights(sources, pairs, spec.weight_activation), spec, run.task)
     metrics = experiment.train(
         exp, output_dir / PSEUDO_RUN, model=student, run=run, loss_fn=loss,
         metadata={"method": METHOD, "ancestry": source},

@@ -9,9 +9,10 @@ CE + beta * L_transfer with phi held fixed. Weights are accumulated for the fina
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad
+
+from learngene_core.tasks import ClassificationTask, Task
 
 from .config import AutoSpec
 from .transfer import LayerTap, MetaWeights
@@ -33,8 +34,11 @@ class AncestryFeatures:
 class MetaTransferLoss:
     """`loss_fn(model, inputs, targets)` for the Trainer; owns the meta-network phi and its optimizer."""
 
-    def __init__(self, sources: AncestryFeatures, meta: MetaWeights, spec: AutoSpec) -> None:
+    def __init__(
+        self, sources: AncestryFeatures, meta: MetaWeights, spec: AutoSpec, task: Task | None = None
+    ) -> None:
         self.sources, self.meta, self.spec = sources, meta, spec
+        self.task = task or ClassificationTask()  # the pseudo-descendant's loss (causal-lm shifts targets)
         self.optimizer = torch.optim.Adam(meta.parameters(), lr=spec.meta_lr)
         self.calls = 0
         self.meta_losses: list[float] = []
@@ -49,7 +53,7 @@ class MetaTransferLoss:
             return functional_call(student, params, (inputs, sources, weights))[1]
 
         def cross_entropy(params: dict[str, Tensor]) -> Tensor:
-            return F.cross_entropy(functional_call(student, params, (inputs,)), targets)
+            return self.task.loss(functional_call(student, params, (inputs,)), targets)
 
         for _ in range(self.spec.inner_steps):
             step = grad(matching)(theta)
@@ -71,7 +75,7 @@ class MetaTransferLoss:
         with torch.no_grad():
             weights = self.meta(sources)
         logits, transfer = model(inputs, sources, weights)
-        ce = F.cross_entropy(logits.float(), targets)
+        ce = self.task.loss(logits, targets)
         loss = ce + self.spec.transfer_weight * transfer
         parts = {"ce": ce.detach(), "transfer": transfer.detach()}
         if self.meta_losses:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from learngene_core.learngene.inherit import layer_modules
+from learngene_core.models import model_output_logits
 
 
 class LayerTap:
@@ -102,13 +103,16 @@ class Student(nn.Module):
         for module in net.modules():  # the meta-gradient differentiates twice; fused CPU attention cannot
             if hasattr(module, "fused_attn"):
                 module.fused_attn = False
+        if hasattr(net, "set_attn_implementation"):  # Hugging Face LMs: eager attention for the same reason
+            net.set_attn_implementation("eager")
         self.net = net
         self.regressors = nn.ModuleDict(regressors)
         self.tap = LayerTap(net)
         self.feature_norm = feature_norm
 
-    def forward(self, x, sources: list[Tensor] | None = None, weights=None):
-        logits = self.net(x)
+    def forward(self, x=None, sources: list[Tensor] | None = None, weights=None, input_ids=None):
+        x = input_ids if x is None else x  # causal-LM tasks call model(input_ids=...)
+        logits = model_output_logits(self.net(x))
         if sources is None:
             self.tap.take()
             return logits
