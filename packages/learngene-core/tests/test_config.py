@@ -268,3 +268,29 @@ def test_method_config_round_trips(tmp_path):
     cfg = load_config(write(tmp_path / "method.yaml", METHOD_YAML), cls=MethodExperiment)
     save_config(cfg, tmp_path / "saved.yaml")
     assert load_config(tmp_path / "saved.yaml", cls=MethodExperiment) == cfg
+
+
+def test_a_nested_override_keeps_the_parent_factory_defaults_of_its_section():
+    """`align.epochs=30` must not reset `align.enabled`, which the parent's default_factory set to False."""
+    import dataclasses
+
+    from learngene_core.config import from_dict
+
+    @dataclasses.dataclass
+    class Align:
+        enabled: bool = True
+        epochs: int = 5
+
+    @dataclasses.dataclass
+    class Stage:
+        lr: float = 0.1
+        align: Align = dataclasses.field(default_factory=lambda: Align(enabled=False, epochs=2))
+
+    @dataclasses.dataclass
+    class Top:
+        stage: Stage = dataclasses.field(default_factory=lambda: Stage(lr=0.5))
+
+    cfg = from_dict(Top, {"stage": {"align": {"epochs": 30}}})
+    assert cfg.stage == Stage(lr=0.5, align=Align(enabled=False, epochs=30))
+    assert from_dict(Top, {}).stage == Stage(lr=0.5, align=Align(enabled=False, epochs=2))
+    assert from_dict(Top, {"stage": {"lr": 1.0}}).stage.align == Align(enabled=False, epochs=2)

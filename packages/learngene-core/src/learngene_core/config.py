@@ -128,8 +128,15 @@ def _check_positive(obj: Any, *names: str, optional: bool = False) -> None:
 # --------------------------------------------------------------------------------------------- validation
 
 
-def from_dict(cls: type[C], data: Any, *, source: str = "config", prefix: str = "") -> C:
-    """Build dataclass `cls` from plain data, failing with one ConfigError naming the key and `source`."""
+def from_dict(
+    cls: type[C], data: Any, *, source: str = "config", prefix: str = "", defaults: C | None = None
+) -> C:
+    """Build dataclass `cls` from plain data, failing with one ConfigError naming the key and `source`.
+
+    Keys that `data` leaves out keep their values in `defaults` (when given) or the class defaults. A
+    nested section starts from the parent field's default instance, so `align.epochs=30` changes only
+    `epochs` of an `align` whose `default_factory` sets other values, never resets them to the class's.
+    """
     if not isinstance(data, dict):
         where = f"'{prefix.rstrip('.')}'" if prefix else "the top level"
         raise ConfigError(f"{source}: {where} must be a mapping, got {type(data).__name__}")
@@ -141,7 +148,15 @@ def from_dict(cls: type[C], data: Any, *, source: str = "config", prefix: str = 
                 f"{source}: unknown key '{prefix}{key}'{did_you_mean(str(key), list(fields))}; "
                 f"valid keys here: {', '.join(fields)}"
             )
-    kwargs = {key: _convert(hints[key], value, source, f"{prefix}{key}") for key, value in data.items()}
+    kwargs = {f.name: getattr(defaults, f.name) for f in fields.values()} if defaults is not None else {}
+    for key, value in data.items():
+        section_default = _section_default(fields[key], hints[key], defaults)
+        if section_default is not None and isinstance(value, dict):
+            kwargs[key] = from_dict(
+                hints[key], value, source=source, prefix=f"{prefix}{key}.", defaults=section_default
+            )
+        else:
+            kwargs[key] = _convert(hints[key], value, source, f"{prefix}{key}")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
@@ -150,6 +165,19 @@ def from_dict(cls: type[C], data: Any, *, source: str = "config", prefix: str = 
         if message.split(" ", 1)[0] in fields:  # "lr must be > 0" -> "train.lr must be > 0"
             message = prefix + message
         raise ConfigError(f"{source}: bad value in {section}: {message}") from None
+
+
+def _section_default(field: dataclasses.Field, tp: Any, defaults: Any) -> Any:
+    """The instance a nested dataclass section starts from: the parent's value, else the field's default."""
+    if not dataclasses.is_dataclass(tp):
+        return None
+    if defaults is not None:
+        value = getattr(defaults, field.name)
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        value = None if field.default is dataclasses.MISSING else field.default
+    return value if isinstance(value, tp) else None
 
 
 def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
