@@ -18,6 +18,8 @@ step at which the NiNo arm reaches that loss / the first at which AdamW does (`n
 <= 0.6 with the published checkpoint on the paper's shapes, <= 0.7 with the shipped one); how much worse than
 AdamW each arm ends (goal: never more than 5%); jumps kept / made; the nowcast calls' share of training
 wall-clock (graph features, the NiNo forward, the held-out checks and the fallback AdamW step).
+`--arms published-unguarded,shipped-unguarded` adds arms that keep every jump (guard_factor=None), which shows
+what the safe default costs or saves.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import argparse
 import json
 import platform
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -33,18 +36,23 @@ import torch
 from nino.train import RunResult, TrainRunConfig, run, steps_ratio
 
 DEFAULT_TASKS = "cnn-digits-16,cnn-digits-32,mlp-digits,gpt2-3-24,cnn-synth-32"
-ARMS = {"adamw": ("adamw", None), "published": ("nino", "nino-no-posw"), "shipped": ("nino", None)}
+# arm -> (checkpoint: "published" or None for the shipped one, guard_factor); AdamW always runs first
+ARMS = {
+    "published": ("published", 1.0),
+    "shipped": (None, 1.0),
+    "published-unguarded": ("published", None),  # every jump kept (the reference's behaviour)
+    "shipped-unguarded": (None, None),
+}
 
 
-def run_arms(task: str, seed: int, steps: int, eval_every: int, published: str) -> dict[str, RunResult]:
-    """One seed of one task in every arm."""
-    results = {}
-    for arm, (optimizer, ckpt) in ARMS.items():
-        ckpt = published if arm == "published" else ckpt
-        cfg = TrainRunConfig(
-            task=task, seed=seed, steps=steps, eval_every=eval_every, ckpt=ckpt, progress=False
-        )
-        results[arm] = run(cfg, optimizer)
+def run_arms(task: str, seed: int, steps: int, eval_every: int, published: str, arms: list[str]) -> dict:
+    """One seed of one task: AdamW, then each NiNo arm."""
+    base = TrainRunConfig(task=task, seed=seed, steps=steps, eval_every=eval_every, progress=False)
+    results = {"adamw": run(base, "adamw")}
+    for arm in arms:
+        ckpt, guard = ARMS[arm]
+        cfg = replace(base, ckpt=published if ckpt == "published" else None, guard_factor=guard)
+        results[arm] = run(cfg, "nino")
     return results
 
 
@@ -53,8 +61,9 @@ def row(task: str, seed: int, results: dict[str, RunResult]) -> dict:
     final = adamw.val_losses()[-1][1]
     best = min(loss for step, loss in adamw.val_losses() if step > 0)
     out = {"task": task, "seed": seed, "adamw": _arm(adamw)}
-    for arm in ("published", "shipped"):
-        res = results[arm]
+    for arm, res in results.items():
+        if arm == "adamw":
+            continue
         out[arm] = {
             **_arm(res),
             "ratio_final": steps_ratio(res, adamw, final),
@@ -98,9 +107,9 @@ def print_table(payload: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
-        for arm in ARMS:
+        for arm in ["adamw", *(a for a in ARMS if a in mine[0])]:
             cells = [r[arm] for r in mine]
-            train = _stat([c["final_train_loss"] for c in cells])
+            train = _stat([c["final_train_loss"] for c in cells], "{:.1e}")
             val = _stat([c["final_val_loss"] for c in cells])
             if arm == "adamw":
                 print(f"| {task} | AdamW | - | {train} | {val} | - | 1 | 1 | - | - |")
@@ -152,6 +161,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--eval-every", type=int, default=20)
     parser.add_argument("--published", default="nino-no-posw", help="published checkpoint name or path")
+    parser.add_argument(
+        "--arms", default="published,shipped", help=f"NiNo arms besides AdamW: {', '.join(ARMS)}"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the results here (rewritten after every task)")
     parser.add_argument("--plot", default=None, help="validation curves of the first seed of every task")
@@ -168,9 +180,8 @@ def main() -> None:
     }  # fmt: skip
     for task in args.tasks.split(","):
         for seed in seeds:
-            payload["rows"].append(
-                row(task, seed, run_arms(task, seed, args.steps, args.eval_every, args.published))
-            )
+            results = run_arms(task, seed, args.steps, args.eval_every, args.published, args.arms.split(","))
+            payload["rows"].append(row(task, seed, results))
             print(f"done: {task} seed {seed}", flush=True)
         if args.json:
             Path(args.json).write_text(json.dumps(payload, indent=1))
