@@ -100,3 +100,14 @@ def test_save_refuses_unknown_model_args_and_keeps_the_old_file(tmp_path):
         save_nino(WNNPlus(hid=4), path, bogus=1)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["w.pt"]
+
+
+def test_loading_leaves_the_global_rng_untouched(tmp_path):
+    """A training loop's dropout masks must not depend on whether a NiNo checkpoint was loaded."""
+    path = save_nino(WNNPlus(hid=4), tmp_path / "w.pt")
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_nino(path)
+    load_nino(None)
+    assert torch.equal(torch.rand(3), expected)

@@ -119,7 +119,8 @@ def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNo
     path = resolve_checkpoint(path) or shipped_checkpoint()
     state, model_args, spacing = _read(path, map_location)
     try:
-        model = build_nino(**model_args)
+        with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the caller's RNG alone
+            model = build_nino(**model_args)
     except LearngeneError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
     state = {k: v for k, v in state.items() if not _UNUSED_KEYS.match(k)}
