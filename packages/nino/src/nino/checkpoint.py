@@ -119,7 +119,9 @@ def load_nino(path: str | Path | None = None, map_location: Any = "cpu") -> NiNo
     path = resolve_checkpoint(path) or shipped_checkpoint()
     state, model_args, spacing = _read(path, map_location)
     try:
-        with torch.random.fork_rng(devices=[]):  # its random init is overwritten: leave the caller's RNG alone
+        with torch.random.fork_rng(
+            devices=[]
+        ):  # its random init is overwritten: leave the caller's RNG alone
             model = build_nino(**model_args)
     except LearngeneError as exc:
         raise CheckpointError(f"{path}: {exc}") from None
