@@ -16,6 +16,7 @@ from learngene_core.checkpoint import (
     load_model_weights,
     load_training_state,
     read_metadata,
+    read_state_dict,
     save_model_dir,
     save_training_checkpoint,
     save_weights,
@@ -284,3 +285,22 @@ def test_metadata_is_json(tmp_path, tiny_mlp):
         "path": "/x",
         "metrics": {"accuracy": 0.5},
     }
+
+
+def test_read_state_dict_refuses_code_names_corrupt_files_and_unwraps_training_checkpoints(tmp_path):
+    marker = tmp_path / "marker.txt"
+    torch.save({"model": {"w": torch.ones(2)}, "evil": Payload(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(
+        CheckpointError, match=r"refused .*evil\.pth: unpickling it would call .*_write_marker"
+    ):
+        read_state_dict(tmp_path / "evil.pth")
+    assert not marker.exists()
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"junk\.pth: not a torch checkpoint \(corrupt") as caught:
+        read_state_dict(tmp_path / "junk.pth")
+    assert "weights_only" not in str(caught.value)  # no advice to unpickle it unsafely
+    torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, tmp_path / "train.pth")
+    assert list(read_state_dict(tmp_path / "train.pth")) == ["w"]
+    torch.save({"w": torch.ones(2), "note": "text"}, tmp_path / "mixed.pth")
+    with pytest.raises(CheckpointError, match="holds no state dict"):
+        read_state_dict(tmp_path / "mixed.pth")

@@ -451,3 +451,56 @@ def test_resume_at_the_last_step_drops_the_test_record_logged_after_the_checkpoi
     MetricsLog(tmp_path / "metrics.jsonl").truncate_after(20)
     kept = [(r["step"], r["split"]) for r in read_metrics(tmp_path / "metrics.jsonl")]
     assert kept == [(10, "train"), (17, "val"), (20, "train"), (20, "val")]
+
+
+# ------------------------------------------------------------------------------------------ clipping, precision
+
+
+@pytest.mark.parametrize("clip", [None, 0.1])
+def test_gradient_clipping_scales_the_step_to_max_grad_norm(tmp_path, tiny_loaders, tiny_mlp, clip):
+    loaders = tiny_loaders(n_train=32, batch_size=32)  # one full batch: the step's gradient is known
+    reference = tiny_mlp()
+    x, y = loaders[0].dataset.tensors
+    F.cross_entropy(reference(x), y).backward()
+    grads = {n: p.grad.clone() for n, p in reference.named_parameters()}
+    norm = torch.sqrt(sum(g.pow(2).sum() for g in grads.values()))
+    assert norm > 4 * 0.1  # clipping to 0.1 must bite
+    model = tiny_mlp()
+    before = weights(model)
+    cfg = config(max_steps=1, optimizer="sgd", momentum=0.0, lr=1.0, weight_decay=0.0, scheduler="constant",
+                 max_grad_norm=clip)  # fmt: skip
+    make_trainer(tmp_path, loaders, model, cfg).fit()
+    scale = 1.0 if clip is None else clip / float(norm)
+    for (
+        name,
+        param,
+    ) in model.named_parameters():  # plain SGD, lr 1: the update is minus the (clipped) gradient
+        torch.testing.assert_close(before[name] - param.detach(), grads[name] * scale, atol=1e-6, rtol=1e-4)
+
+
+@pytest.fixture
+def fresh_accelerator_state():
+    """accelerate keeps one process-wide state whose precision cannot change: reset it around the test."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+@pytest.mark.usefixtures("fresh_accelerator_state")
+@pytest.mark.parametrize(("precision", "dtype"), [("no", torch.float32), ("bf16", torch.bfloat16)])
+def test_mixed_precision_bf16_autocasts_the_forward_on_cpu_and_still_learns(
+    tmp_path, tiny_loaders, tiny_mlp, precision, dtype
+):
+    model = tiny_mlp()
+    seen: list[torch.dtype] = []
+    model.head.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    trainer = make_trainer(tmp_path, tiny_loaders(n_train=64), model, config(epochs=6, lr=0.02,
+                           mixed_precision=precision))  # fmt: skip
+    before = trainer.evaluate()["loss"]
+    seen.clear()
+    trainer.fit()
+    assert seen and set(seen) == {dtype}  # every forward of training and evaluation ran in this precision
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
+    assert trainer.evaluate()["loss"] < 0.7 * before

@@ -12,9 +12,12 @@ from transformers import AutoModelForCausalLM
 from learngene_core.checkpoint import load_model_weights
 from learngene_core.config import load_config
 from learngene_core.models import build_model
+from learngene_core.testing import assert_resume_is_exact
 from loramoe import get_loramoe_model
 from loramoe.cli import main
 from loramoe.experiment import LoraMoEExperimentConfig, load_adapter
+
+from .conftest import TINY_RUN
 
 
 def records(run, split):
@@ -111,3 +114,8 @@ def test_cli_bad_data_names_file_and_line(capsys, tmp_path):
                  f"data.path={data}", "data.options={}"])  # fmt: skip
     assert_one_line_error(capsys, code, f"{data / 'train.jsonl'}:2", "output")
     assert not out.exists()
+
+
+def test_train_interrupted_after_a_checkpoint_resumes_exactly(tmp_path):
+    argv = ["train", "--config", "tiny", *TINY_RUN, "train.max_steps=12", "train.checkpoint_every=4"]
+    assert_resume_is_exact(main, argv, tmp_path, list(range(5, 13)))  # adapter/ included

@@ -11,6 +11,7 @@ import torch
 
 from learngene_core.checkpoint import load_weights, save_weights
 from learngene_core.cli import main as learngene_main
+from learngene_core.testing import assert_resume_is_exact
 from snell.backbone import resolve_checkpoint
 from snell.cli import main
 
@@ -144,3 +145,8 @@ def test_every_paper_preset_loads(capsys):
     cifar = load_snell_config("vtab-cifar")
     assert (cifar.snell.rank, cifar.snell.sparsity, cifar.data.batch_size) == (32, 0.9, 16)
     assert cifar.train.epochs == 200 and cifar.train.lr == 1e-3
+
+
+def test_train_interrupted_after_a_checkpoint_resumes_exactly(tmp_path):
+    argv = ["train", "--config", "tiny", "train.epochs=2", "train.checkpoint_every=2", "train.eval_every=4"]
+    assert_resume_is_exact(main, argv, tmp_path, list(range(3, 9)))  # 4 steps an epoch; adapter/ included

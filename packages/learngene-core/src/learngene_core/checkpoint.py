@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
+import re
 import shutil
 import signal
 import tempfile
@@ -248,3 +250,41 @@ def _torch_load(path: Path) -> Any:
     except Exception as exc:  # a corrupt file, or a pickle that weights_only refuses
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"cannot read {path}: {first}") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file or a torch pickle, for importing checkpoints made elsewhere.
+
+    Pickles are read with `torch.load(weights_only=True)`: only tensors and plain containers are rebuilt, so
+    no code in the file runs; a file that needs anything else is refused with a CheckpointError. A
+    `{"state_dict": ...}` or `{"model": ...}` wrapper (training scripts' checkpoints) is unwrapped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        return load_weights(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL (\S+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"refused {path}: unpickling it would call {found.group(1)}, not only rebuild tensors; "
+                "only plain state dicts (tensors in dicts/lists) or safetensors files are read"
+            ) from None
+        raise CheckpointError(
+            f"cannot read {path}: not a torch checkpoint (corrupt or another format)"
+        ) from None
+    except Exception as exc:  # truncated or foreign files raise many types
+        raise CheckpointError(f"cannot read {path}: not a torch checkpoint ({_first_line(exc)})") from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state dict (a mapping of names to tensors)")
+    return dict(state)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

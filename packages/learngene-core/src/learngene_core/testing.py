@@ -4,12 +4,15 @@
 torch thread (tiny models: threads cost more than they save, and a busy machine makes them far slower).
 `tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share; `write_fake_cifar100` writes a
 random-pixel dataset in the CIFAR-100 python layout for tests of presets that read it from a local path.
+`interrupt_after_checkpoint` stops a Trainer run right after a checkpoint and `recorded_steps` lists the steps
+runs make, to test `--resume` of a console script in process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +77,73 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def interrupt_after_checkpoint(count: int = 1) -> Iterator[None]:
+    """Inside the block, the Trainer raises KeyboardInterrupt (a Ctrl-C) right after writing its `count`-th
+    `checkpoints/last`, so a console script's `--resume` can be tested in process, deterministically."""
+    from learngene_core.trainer import Trainer
+
+    original = Trainer._save_last
+    saved = 0
+
+    def save_then_interrupt(self: Trainer) -> None:
+        nonlocal saved
+        original(self)
+        saved += 1
+        if saved == count:
+            raise KeyboardInterrupt
+
+    Trainer._save_last = save_then_interrupt  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Trainer._save_last = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def recorded_steps() -> Iterator[list[int]]:
+    """Inside the block, the optimizer steps every Trainer.fit runs are appended to the yielded list (a resumed
+    run must start after its checkpoint, not redo the steps before it)."""
+    from learngene_core.trainer import Trainer
+
+    original = Trainer.fit
+    steps: list[int] = []
+
+    class _Recorder:
+        def on_step_end(self, trainer: Trainer) -> None:
+            steps.append(trainer.state.step)
+
+    def fit(self: Trainer, *args: Any, **kwargs: Any) -> dict[str, float]:
+        self.callbacks.append(_Recorder())
+        return original(self, *args, **kwargs)
+
+    Trainer.fit = fit  # type: ignore[method-assign]
+    try:
+        yield steps
+    finally:
+        Trainer.fit = original  # type: ignore[method-assign]
+
+
+def assert_resume_is_exact(
+    main: Callable[[list[str]], int], argv: list[str], root: Path, resumed_steps: list[int]
+) -> None:
+    """A console script's `--resume` continues exactly: `main(argv + [--output-dir, root/reference])` runs
+    through; the same into root/run stops after its first checkpoint (exit 130, advising --resume); rerun with
+    --resume it must make exactly `resumed_steps` and write every safetensors file of the reference, equal."""
+    from safetensors.torch import load_file
+
+    reference, run = root / "reference", root / "run"
+    assert main([*argv, "--output-dir", str(reference)]) == 0
+    with interrupt_after_checkpoint(1):
+        assert main([*argv, "--output-dir", str(run)]) == 130
+    with recorded_steps() as steps:
+        assert main([*argv, "--output-dir", str(run), "--resume"]) == 0
+    assert steps == resumed_steps  # continues after the checkpoint, redoes nothing
+    files = sorted(p.relative_to(reference) for p in reference.rglob("*.safetensors"))
+    assert files and files == sorted(p.relative_to(run) for p in run.rglob("*.safetensors"))
+    for name in files:
+        expected, resumed = load_file(reference / name), load_file(run / name)
+        assert expected.keys() == resumed.keys(), name
+        assert all(torch.equal(expected[k], resumed[k]) for k in expected), name

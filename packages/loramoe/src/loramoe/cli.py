@@ -23,6 +23,8 @@ examples:
   loramoe eval --run runs/loramoe-tiny
   loramoe generate --adapter runs/loramoe-tiny/adapter --prompt "Reverse the letters of the word.
 abcd"
+  loramoe import-official --adapter official/checkpoint-5000 --base /models/Llama-2-7b-hf \
+      --output-dir runs/official-adapter                # an adapter of the official LoRAMoE code
   accelerate launch --multi_gpu --num_processes 8 -m loramoe.cli train --config llama2-7b \\
       --output-dir runs/7b model.name=/models/Llama-2-7b-hf data.path=/data/loramoe \\
       data.options.tokenizer=/models/Llama-2-7b-hf
@@ -31,7 +33,9 @@ abcd"
 
 def build_parser():
     parser = make_parser("loramoe", "LoRAMoE: LoRA experts with a router and localised balancing.", EXAMPLES)
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,eval,generate,list}")
+    verbs = parser.add_subparsers(
+        dest="verb", required=True, metavar="{train,eval,generate,import-official,list}"
+    )
 
     train = verbs.add_parser("train", help="train an adapter from a preset or YAML config", epilog=EXAMPLES)
     add_config_arguments(train)
@@ -51,6 +55,17 @@ def build_parser():
     gen.add_argument("--prompt", required=True, action="append", help="prompt text (repeat for several)")
     gen.add_argument("--base", help="base model directory (default: the one recorded in the adapter)")
     gen.add_argument("--max-new-tokens", type=int, default=32)
+
+    imp = verbs.add_parser("import-official", help="an adapter of the official LoRAMoE code as ours")
+    imp.add_argument(
+        "--adapter",
+        required=True,
+        help="official adapter directory (adapter_model.bin + adapter_config.json)",
+    )
+    imp.add_argument("--base", required=True, help="the local base model directory it was trained on")
+    imp.add_argument("--output-dir", required=True, help="adapter directory to write")
+    imp.add_argument("--alpha", type=float, help="lora_alpha when the adapter has no adapter_config.json")
+    imp.add_argument("--tokenizer", help="local tokenizer directory (default: the base's, if it has one)")
 
     verbs.add_parser("list", help="list the shipped presets")
     return parser
@@ -79,6 +94,16 @@ def _command(argv: Sequence[str] | None) -> int:
             raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
         for answer in experiment.generate(args.adapter, args.prompt, args.max_new_tokens, args.base):
             print(answer)
+    elif args.verb == "import-official":
+        model = experiment.import_official(
+            args.adapter, args.base, args.output_dir, args.alpha, args.tokenizer
+        )
+        cfg = model.loramoe_config
+        state.print(
+            f"imported {len(model.target_names)} layers x {cfg.num_experts} experts (rank {cfg.rank}, alpha "
+            f"{cfg.alpha:g}) from {args.adapter} into {args.output_dir}; try: loramoe generate --adapter "
+            f"{args.output_dir} --prompt TEXT"
+        )
     else:
         for name in preset_names(PRESETS):
             print(name)

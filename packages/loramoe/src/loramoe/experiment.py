@@ -148,9 +148,46 @@ def _loss_fn(model, inputs, labels):
     return out.loss, out.logits, {"lm_loss": out.lm_loss.detach(), "blc_loss": out.blc_loss.detach()}
 
 
+def load_base_model(path: Path) -> nn.Module:
+    """A Hugging Face causal LM from a local directory (never the network)."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the base model from {path}: {str(exc).splitlines()[0]}") from None
+
+
+def import_official(
+    source: str | Path,
+    base: str | Path,
+    output_dir: str | Path,
+    alpha: float | None = None,
+    tokenizer: str | None = None,
+) -> LoraMoEModel:
+    """Convert an official LoRAMoE adapter (for the local base model `base`) into our adapter directory, which
+    `loramoe eval / generate --adapter` read; the tokenizer defaults to the base directory's, if it has one."""
+    from .official import import_official_adapter
+
+    output_dir, base = Path(output_dir), Path(base)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    if not base.is_dir():
+        raise CheckpointError(f"--base {base} is not a local model directory")
+    model = import_official_adapter(load_base_model(base), source, alpha)
+    if tokenizer is None and (base / "tokenizer_config.json").is_file():
+        tokenizer = str(base.resolve())
+    model.save_pretrained(
+        output_dir,
+        base_model_name_or_path=str(base.resolve()),
+        tokenizer=tokenizer,
+        imported_from=str(source),
+    )
+    return model
+
+
 def load_adapter(adapter: str | Path, base: str | Path | None = None) -> tuple[LoraMoEModel, PromptCodec]:
     """A base model from disk with the adapter in `adapter`, in eval mode, and the codec it was trained with."""
-    from transformers import AutoModelForCausalLM
 
     adapter = Path(adapter)
     info = read_adapter_info(adapter)
@@ -159,10 +196,7 @@ def load_adapter(adapter: str | Path, base: str | Path | None = None) -> tuple[L
         raise CheckpointError(
             f"base model of adapter {adapter} not found at '{base_path}'; pass --base <local model directory>"
         )
-    try:
-        model = AutoModelForCausalLM.from_pretrained(base_path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the base model from {base_path}: {str(exc).splitlines()[0]}") from None
+    model = load_base_model(base_path)
     codec = PromptCodec(load_tokenizer(info.get("tokenizer")))
     _prepare_base(model, codec)
     return LoraMoEModel.from_pretrained(model, adapter), codec

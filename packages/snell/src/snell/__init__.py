@@ -4,8 +4,18 @@ from .config import SnellConfig
 from .kernels import KERNELS
 from .layers import SnellLinear
 from .model import SnellModel, get_snell_model
+from .official import import_official, load_official_state
 from .sparsify import sparsify
 
 __version__ = "0.1.0"
 
-__all__ = ["KERNELS", "SnellConfig", "SnellLinear", "SnellModel", "get_snell_model", "sparsify"]
+__all__ = [
+    "KERNELS",
+    "SnellConfig",
+    "SnellLinear",
+    "SnellModel",
+    "get_snell_model",
+    "import_official",
+    "load_official_state",
+    "sparsify",
+]

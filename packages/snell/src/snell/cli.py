@@ -27,13 +27,15 @@ examples (the tiny preset runs on a laptop CPU in seconds):
   snell train --config vtab-cifar --backbone ckpt/ViT-B_16.npz --output-dir runs/cifar data.path=data/vtab-1k
   snell train --config tiny --output-dir runs/s8 snell.rank=8 snell.sparsity=0.5 snell.mask=binary
   snell pretrain-tiny --output-dir runs/tiny-backbone    # regenerates the shipped tiny backbone
+  snell import-official --checkpoint 90.5_model_best.pth --config vtab-cifar \
+      --output-dir runs/cifar-official data.path=data/vtab-1k   # a checkpoint of the official SNELL code
 """
 
 
 def build_parser():
     parser = make_parser("snell", "SNELL: sparse tuning with kernelised LoRA for timm backbones.", EXAMPLES)
     verbs = parser.add_subparsers(
-        dest="verb", required=True, metavar="{train,eval,merge,compare,pretrain-tiny,list}"
+        dest="verb", required=True, metavar="{train,eval,merge,compare,pretrain-tiny,import-official,list}"
     )
     train = verbs.add_parser("train", help="SNELL-tune a backbone from a preset or YAML config")
     add_config_arguments(train)
@@ -65,6 +67,18 @@ def build_parser():
     pre = verbs.add_parser("pretrain-tiny", help="train the tiny preset's backbone (a ViT on digits 0-4)")
     add_config_arguments(pre, default_config="tiny-backbone")
     pre.add_argument("--output-dir", required=True)
+
+    imp = verbs.add_parser(
+        "import-official", help="a checkpoint of the official SNELL code as a run directory (eval, merge)"
+    )
+    imp.add_argument(
+        "--checkpoint", required=True, help="the official .pth (a state dict; read without running code)"
+    )
+    add_config_arguments(imp)
+    imp.add_argument("--backbone", help="as for train (needed when the file holds only the tuned tensors)")
+    imp.add_argument(
+        "--output-dir", required=True, help="run directory to write (config.yaml, final/, adapter/)"
+    )
 
     verbs.add_parser("list", help="list presets and kernels")
     return parser
@@ -126,6 +140,13 @@ def _command(argv: Sequence[str] | None) -> int:
             json.dumps({"split": "test", **metrics})
             + f"\nbackbone: {Path(args.output_dir) / 'final' / 'model.safetensors'} "
             "(copy it to packages/snell/src/snell/assets/tiny-vit-digits04.safetensors to update the shipped one)"
+        )
+    elif args.verb == "import-official":
+        cfg = experiment.load_snell_config(args.config, _apply_backbone(args, overrides_of(args)))
+        meta = experiment.import_official(args.checkpoint, cfg, args.output_dir)
+        state.print(
+            f"imported {meta['branches']} SNELL branches and {meta['base_tensors']} backbone tensors from "
+            f"{args.checkpoint} into {args.output_dir}; evaluate with: snell eval --run {args.output_dir}"
         )
     else:
         _list()

@@ -64,6 +64,30 @@ def train(
     return metrics, model
 
 
+def import_official(
+    checkpoint: str | Path, cfg: SnellExperimentConfig, output_dir: str | Path
+) -> dict[str, Any]:
+    """Turn an official SNELL checkpoint into a run directory (config.yaml, final/, adapter/) that `snell eval`
+    and `snell merge` read; the config gives the backbone layout, the data and snell.sparsity (init_thres)."""
+    from .official import import_official as load_official
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    run = prepare_run(cfg)
+    model = get_snell_model(build_base(cfg, run), cfg.snell)
+    summary = load_official(model, checkpoint)
+    if not summary["base_tensors"] and not cfg.model.checkpoint:
+        raise CheckpointError(
+            f"{checkpoint} holds only the tuned tensors and no backbone was given; pass --backbone PATH"
+        )
+    meta = {"method": "snell", "imported_from": str(checkpoint), **summary}
+    save_config(cfg, output_dir / experiment.CONFIG_NAME)
+    save_model_dir(model, output_dir / CHECKPOINTS["final"], meta)
+    model.save_pretrained(output_dir / ADAPTER_DIR, meta)
+    return meta
+
+
 def _run_config(run_dir: Path, config: str | None, overrides: list[str]) -> SnellExperimentConfig:
     source = config or run_dir / experiment.CONFIG_NAME
     if config is None and not Path(source).is_file():
