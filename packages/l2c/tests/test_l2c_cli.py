@@ -110,6 +110,13 @@ def test_bad_input_fails_before_the_run_directory_exists(tmp_path, capsys, overr
     assert not (tmp_path / "out").exists()
 
 
+def test_a_used_output_dir_is_refused_untouched(selector_run, capsys):
+    before = listing(selector_run)
+    code, _, err = run(capsys, "run", "--config", "tiny", "--output-dir", selector_run)
+    assert_user_error(code, err, "is not empty", "not resumable")
+    assert listing(selector_run) == before
+
+
 def test_list_shows_the_presets(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0 and "tiny" in out

@@ -1,18 +1,27 @@
 """L2C: class-incremental learning with a task selector and cooperating per-task LoRA experts (top-k weighted)."""
 
-from .aggregate import TopKPredictor
-from .config import L2CConfig, load_l2c_config
-from .pool import AdapterPool
-from .statistics import ClassStatistics, class_statistics, sample_features
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AdapterPool",
-    "ClassStatistics",
-    "L2CConfig",
-    "TopKPredictor",
-    "class_statistics",
-    "load_l2c_config",
-    "sample_features",
-]
+# name -> module; imported on first use so that `l2c --help` and `l2c list` never load torch
+_EXPORTS = {
+    "AdapterPool": "pool",
+    "ClassStatistics": "statistics",
+    "L2CConfig": "config",
+    "TopKPredictor": "aggregate",
+    "class_statistics": "statistics",
+    "load_l2c_config": "config",
+    "sample_features": "statistics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'l2c' has no attribute '{name}'")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

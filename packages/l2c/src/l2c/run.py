@@ -31,7 +31,6 @@ from learngene_core.continual import (
     task_recall_at_k,
 )
 from learngene_core.errors import CheckpointError, ConfigError
-from learngene_core.experiment import check_output_dir
 
 from . import stages
 from .aggregate import TopKPredictor, expert_name
@@ -57,7 +56,10 @@ def _save_matrix(matrix: AccuracyMatrix, folder: Path, name: str, title: str) ->
 
 def start_run(cfg: L2CConfig, out: Path, log: Log, topk: int | None = None) -> Context:
     """Refuse a used directory, build data and backbone, warn about pre-training overlap, write config + split."""
-    check_output_dir(out, cfg, resume=False)
+    if out.is_dir() and any(out.iterdir()):
+        raise CheckpointError(
+            f"output dir {out} is not empty; l2c stages are not resumable, so choose a new --output-dir"
+        )
     ctx = build_context(cfg)
     if topk is not None:
         _check_topk(topk, ctx.split.num_tasks, "tasks in the split")
