@@ -339,9 +339,28 @@ def test_learngene_load_of_other_method_is_a_checkpoint_error_naming_both(tmp_pa
     assert "other" in message and "shift" in message and str(tmp_path / "lg") in message
 
 
+def test_descendant_model_kwargs_keeps_regularisation_and_refuses_shape_keys():
+    lg = make_learngene()
+    kwargs = {"embed_dim": WIDTH, "drop_path_rate": 0.1, "drop_rate": 0.0}  # same width: accepted, no-op
+    assert lg.descendant_model_kwargs(kwargs, "model.kwargs") == {"drop_path_rate": 0.1, "drop_rate": 0.0}
+    for key in ("depth", "img_size", "patch_size", "class_token"):
+        with pytest.raises(ConfigError, match=f"model.kwargs.{key}: .*drop_path_rate"):
+            lg.descendant_model_kwargs({key: 9, "drop_path_rate": 0.1}, "model.kwargs")
+
+
+def test_expand_applies_regularisation_kwargs_without_changing_any_tensor():
+    lg = make_learngene()
+    plain, _ = expand(lg, METHOD, [0, 1], num_classes=CLASSES, load_head=True)
+    regular, _ = expand(
+        lg, METHOD, [0, 1], num_classes=CLASSES, load_head=True, regularisation={"drop_path_rate": 0.2}
+    )
+    assert regular.blocks[1].drop_path1.drop_prob == pytest.approx(0.2)
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), regular.state_dict().values()))
+
+
 def test_check_model_kwargs_refuses_other_width_naming_both_widths():
     lg = make_learngene()
-    lg.check_model_kwargs({"embed_dim": WIDTH, "depth": 9}, "model.kwargs")  # same width, any depth: fine
+    lg.check_model_kwargs({"embed_dim": WIDTH}, "model.kwargs")  # same width: fine
     with pytest.raises(ConfigError) as info:
         lg.check_model_kwargs({"embed_dim": 48}, "model.kwargs")
     message = str(info.value)

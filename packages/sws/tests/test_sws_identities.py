@@ -85,27 +85,30 @@ def test_learngene_stores_one_block_per_stage_plus_inherited_and_head(learngene)
 
 
 @pytest.mark.parametrize("spec", [{"stages": [1, 2, 1]}, {"stages": [2, 2, 2]}, PAPER, {"stages": [5, 1]}])
-def test_default_layout_maps_layer_i_to_the_stage_of_aux_layer_i_times_aux_depth_over_depth(spec):
+def test_default_layout_splits_the_depth_evenly_over_stages_earliest_stages_first(spec):
     aux = METHOD.aux_layout(spec)
+    stages = len(spec["stages"])
     assert aux == sorted(aux) and len(aux) == sum(spec["stages"])
-    assert [aux.count(s) for s in range(len(spec["stages"]))] == spec["stages"]
+    assert [aux.count(s) for s in range(stages)] == spec["stages"]
     assert METHOD.default_layout(len(aux), spec) == aux  # the aux depth reproduces the aux net
     for depth in range(1, 21):
         layout = METHOD.default_layout(depth, spec)
         assert len(layout) == depth
         assert layout == sorted(layout), layout  # non-decreasing
-        assert layout == [aux[i * len(aux) // depth] for i in range(depth)]
         METHOD.check_layout(layout, spec)  # the default is always expandable
-        if depth >= len(aux):
-            assert set(layout) == set(range(len(spec["stages"]))), (depth, layout)
+        if depth == len(aux):
+            continue
+        if depth < stages:  # one layer each from evenly spaced stages
+            assert layout == [i * stages // depth for i in range(depth)]
+        else:  # every stage used; sizes differ by at most one, the larger ones first
+            sizes = [layout.count(s) for s in range(stages)]
+            assert sizes == sorted(sizes, reverse=True) and max(sizes) - min(sizes) <= 1, (depth, sizes)
 
 
-def test_paper_stages_at_depth_12_use_every_stage():
-    layout = METHOD.default_layout(12, PAPER)
-    # aux layers floor(i * 16 / 12) = 0 1 2 4 5 6 8 9 10 12 13 14 of the aux layout 000 111 2222 333 444
-    assert layout == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4]
-    assert set(layout) == {0, 1, 2, 3, 4}
-    assert len(METHOD.aux_layout(PAPER)) == 16
+def test_paper_stages_at_depth_12_give_the_reference_layers_source():
+    assert METHOD.default_layout(12, PAPER) == [0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert METHOD.default_layout(16, PAPER) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert METHOD.default_layout(6, PAPER) == [0, 0, 1, 2, 3, 4]
 
 
 def test_fresh_stages_are_independent_timm_style_blocks():

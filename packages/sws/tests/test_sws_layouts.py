@@ -159,3 +159,31 @@ def test_extract_names_the_key_of_a_mistyped_method_section(
     )
     assert result.code == 2 and len(result.err_lines) == 1
     assert expected in result.err_lines[0]
+
+
+def test_compare_takes_a_layout_per_depth_from_the_flag_and_the_config(sws_cli, learngene_dir, tmp_path):
+    out = tmp_path / "cmp"
+    result = sws_cli(
+        "compare", "--learngene", learngene_dir, "--depths", "2,3", "--layouts", "2:1,2",
+        "--config", "tiny-descendant", "--output-dir", out,
+        "train.progress=false", "train.epochs=1", "data.samples_per_class=2",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    for init in ("learngene", "scratch"):
+        assert json.loads((out / f"depth2-{init}" / "final" / "metadata.json").read_text())["layout"] == [
+            1,
+            2,
+        ]
+        default = json.loads((out / f"depth3-{init}" / "final" / "metadata.json").read_text())["layout"]
+        assert default == [0, 1, 2]  # 3 layers of 3 stages: one each
+
+
+def test_compare_rejects_a_bad_layout_of_one_depth_before_training(sws_cli, learngene_dir, tmp_path):
+    out = tmp_path / "cmp"
+    result = sws_cli(
+        "compare", "--learngene", learngene_dir, "--depths", "2", "--config", "tiny-descendant",
+        "--output-dir", out, "descendant.layouts.2=[2,0]",
+    )  # fmt: skip
+    assert result.code == 2 and len(result.err_lines) == 1, result.err
+    assert "[2, 0]" in result.err and "earlier stage" in result.err
+    assert not out.exists()

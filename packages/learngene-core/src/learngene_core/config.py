@@ -38,6 +38,39 @@ class ModelConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """DeiT's training augmentations, from timm; all off by default (`data.augment`).
+
+    RandAugment runs per image on datasets read from files (imagenet, image-folder, mini-imagenet, fgvc);
+    random erasing, Mixup/CutMix and repeated augmentation run on the batches of any image classification data.
+    """
+
+    auto_augment: str | None = None  # timm policy, e.g. rand-m9-mstd0.5-inc1 (DeiT's RandAugment)
+    re_prob: float = 0.0  # random erasing probability per image (DeiT: 0.25)
+    re_mode: Literal["const", "rand", "pixel"] = "pixel"
+    re_count: int = 1
+    mixup: float = 0.0  # Mixup alpha (DeiT: 0.8; 0 disables)
+    cutmix: float = 0.0  # CutMix alpha (DeiT: 1.0; 0 disables)
+    mixup_prob: float = 1.0  # probability of mixing a batch at all
+    mixup_switch_prob: float = 0.5  # probability of CutMix instead of Mixup when both are on
+    repeats: int = 1  # repeated augmentation: each image this many times per epoch, shuffled (DeiT: 3)
+
+    def __post_init__(self) -> None:
+        for name in ("re_prob", "mixup_prob", "mixup_switch_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("mixup", "cutmix"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        _check_positive(self, "re_count", "repeats")
+
+    @property
+    def mixes(self) -> bool:
+        """Whether batches are mixed (targets become class probabilities)."""
+        return (self.mixup > 0 or self.cutmix > 0) and self.mixup_prob > 0
+
+
+@dataclass
 class DataConfig:
     """Which dataset to load and how to batch it; see `learngene list` for the registered names."""
 
@@ -52,9 +85,14 @@ class DataConfig:
     samples_per_class: int | None = None  # cap training samples per class (few-shot transfer)
     seq_len: int = 64  # text datasets: tokens per sample
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific keyword arguments
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training augmentations (timm's)
 
     def __post_init__(self) -> None:
         _check_positive(self, "batch_size", "seq_len")
+        if self.augment.mixes and self.batch_size % 2:
+            raise ValueError(
+                f"batch_size must be even with augment.mixup/cutmix (timm's Mixup), got {self.batch_size}"
+            )
         _check_positive(self, "image_size", "eval_batch_size", "samples_per_class", optional=True)
         if self.channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1 or 3, got {self.channels}")

@@ -45,9 +45,19 @@ class SWS(LearngeneMethod):
         return [stage for stage, count in enumerate(spec["stages"]) for _ in range(count)]
 
     def default_layout(self, depth: int, spec: dict[str, Any]) -> list[int]:
-        """Layer i takes the stage found at the same relative depth of the aux net (the aux layout at its depth)."""
+        """The reference's mapping rule: at the aux depth, the aux layout (the descendant is the aux net);
+        otherwise with S stages, every stage gets depth // S layers and the first depth % S stages one more
+        (12 layers of 5 stages: 0,0,0,1,1,1,2,2,3,3,4,4, the reference's 12-layer `layers_source`);
+        below S layers, layer i takes stage i * S // depth (evenly spaced stages from the first).
+        """
         aux = self.aux_layout(spec)
-        return [aux[i * len(aux) // depth] for i in range(depth)]
+        if depth == len(aux):
+            return aux
+        stages = len(spec["stages"])
+        if depth < stages:
+            return [i * stages // depth for i in range(depth)]
+        per_stage, extra = divmod(depth, stages)
+        return [s for s in range(stages) for _ in range(per_stage + (s < extra))]
 
     def check_layout(self, layout: list[int], spec: dict[str, Any]) -> None:
         super().check_layout(layout, spec)

@@ -10,6 +10,7 @@ import numpy as np
 from ..config import DataConfig
 from ..errors import DataError
 from .catalog import call_builder
+from .image_files import ImageFiles
 from .partition import cap_per_class
 from .splits import DatasetSplits
 from .transforms import ImageAdapter
@@ -21,6 +22,11 @@ _CLASSIFICATION_KEYS = ("classes", "samples_per_class", "image_size", "channels"
 def build_datasets(cfg: DataConfig, seed: int) -> DatasetSplits:
     """Build dataset `cfg.name` deterministically for `seed`, applying classes/samples_per_class/image_size/channels."""
     splits = call_builder(cfg.name, cfg, seed)
+    if cfg.augment.auto_augment and not isinstance(splits.train, ImageFiles):
+        raise DataError(
+            f"data.augment.auto_augment (RandAugment) needs images read from files (imagenet, image-folder, "
+            f"mini-imagenet, fgvc); '{cfg.name}' holds tensors: use re_prob/mixup/cutmix/repeats"
+        )
     if splits.task == "classification":
         splits = _apply_classification_options(splits, cfg, seed)
     else:

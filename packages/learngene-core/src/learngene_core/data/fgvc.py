@@ -76,6 +76,7 @@ def build_fgvc(
         found,
         image_size=cfg.image_size,
         augment=augment,
+        auto_augment=cfg.augment.auto_augment,
         val_fraction=val_fraction,
         test_fraction=0.1,
         pool=False,

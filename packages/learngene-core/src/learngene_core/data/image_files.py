@@ -71,6 +71,7 @@ def image_file_splits(
     *,
     image_size: int | None,
     augment: bool,
+    auto_augment: str | None = None,
     val_fraction: float,
     test_fraction: float,
     pool: bool,
@@ -79,7 +80,11 @@ def image_file_splits(
     """Label the found splits by sorted class name, carve missing val/test from train, attach timm transforms.
 
     With `pool`, all found images are merged and re-split, for layouts whose splits hold different classes.
+    `auto_augment` (a timm policy such as rand-m9-mstd0.5-inc1, `data.augment.auto_augment`) adds RandAugment to
+    the training transform.
     """
+    if auto_augment and not augment:
+        raise DataError(f"data.augment.auto_augment needs data.options.augment=true for '{name}'")
     if pool:
         found = {"train": [sample for samples in found.values() for sample in samples]}
     class_names = sorted({label for _, label in found["train"]})
@@ -102,7 +107,9 @@ def image_file_splits(
 
     size = image_size or DEFAULT_IMAGE_SIZE
     eval_transform = create_transform(size)
-    train_transform = create_transform(size, is_training=True) if augment else eval_transform
+    train_transform = (
+        create_transform(size, is_training=True, auto_augment=auto_augment) if augment else eval_transform
+    )
     return DatasetSplits(
         train=ImageFiles(files["train"], targets["train"], train_transform),
         val=ImageFiles(files.get("val", []), targets.get("val", []), eval_transform),

@@ -34,6 +34,7 @@ def build_image_folder(
         found,
         image_size=cfg.image_size,
         augment=augment,
+        auto_augment=cfg.augment.auto_augment,
         val_fraction=val_fraction,
         test_fraction=test_fraction,
         pool=pool,

@@ -11,8 +11,8 @@ from .artifact import Learngene
 from .auxnet import AuxNet
 from .backbones import HF_CAUSAL_LM, TIMM_VIT, Backbone, backbone_named, backbone_of
 from .cli import method_cli
-from .config import AncestryConfig, ExtractConfig
-from .descendants import build_descendant, compare, format_table
+from .config import AncestryConfig, DescendantConfig, DescendantOptions, ExtractConfig
+from .descendants import build_descendant, compare, format_table, same_label_space
 from .expand import expand, load_descendant, save_descendant, summarize_inheritance
 from .extract import extract, load_ancestry
 from .methods import LearngeneMethod
@@ -26,6 +26,8 @@ __all__ = [
     "AncestryConfig",
     "Backbone",
     "AuxNet",
+    "DescendantConfig",
+    "DescendantOptions",
     "ExtractConfig",
     "Learngene",
     "LearngeneMethod",
@@ -40,6 +42,7 @@ __all__ = [
     "load_ancestry",
     "load_descendant",
     "method_cli",
+    "same_label_space",
     "save_descendant",
     "summarize_inheritance",
     "vit_arch",

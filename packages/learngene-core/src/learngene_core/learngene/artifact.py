@@ -15,6 +15,8 @@ from ..errors import CheckpointError, ConfigError
 TENSORS_NAME = "learngene.safetensors"
 MANIFEST_NAME = "manifest.json"
 ARCH_KEYS = ("embed_dim", "num_heads", "mlp_ratio", "in_chans")  # what a model must share with a learngene
+# timm VisionTransformer arguments that regularise training without changing any tensor's shape
+REGULARISATION_KEYS = ("drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate")
 
 
 @dataclass
@@ -90,3 +92,21 @@ class Learngene:
                     f"(width {self.arch['embed_dim']}, {self.arch['num_heads']} heads); "
                     "a learngene initialises models of its own width only"
                 )
+
+    def descendant_model_kwargs(self, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+        """The regularisation keys of a ViT descendant's `model.kwargs` (drop_path_rate, drop_rate, ...), to apply.
+
+        Architecture keys equal to the learngene's are accepted (they change nothing); any other key would change
+        the descendant's shape, which the learngene and --depth fix, so it is refused instead of dropped.
+        """
+        self.check_model_kwargs(kwargs, where)
+        if self.backbone != "timm-vit":
+            return {}
+        shape_keys = [k for k in kwargs if k not in REGULARISATION_KEYS and k not in ARCH_KEYS]
+        if shape_keys:
+            raise ConfigError(
+                f"{where}.{shape_keys[0]}: a descendant's shape comes from the learngene (width, heads, patch), "
+                "--depth and the data (image size, classes); model.kwargs takes only "
+                + ", ".join(REGULARISATION_KEYS)
+            )
+        return {k: v for k, v in kwargs.items() if k in REGULARISATION_KEYS}

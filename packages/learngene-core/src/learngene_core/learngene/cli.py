@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import experiment
 from ..clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from ..config import ExperimentConfig, load_config, preset_names
+from ..config import load_config, preset_names
 from ..errors import ConfigError
 from ..models import count_parameters
 from .anatomy import VIT_NAME
 from .artifact import Learngene
-from .config import ExtractConfig
+from .config import DescendantConfig, ExtractConfig
 from .descendants import build_descendant, compare, format_table
 from .expand import INHERITANCE_NAME, descendant_kwargs, expand, save_descendant, summarize_inheritance
 from .extract import extract
@@ -28,6 +29,12 @@ examples (tiny presets run on a laptop CPU in a minute or two):
   {prog} train --init scratch --depth 6 --config tiny-descendant --output-dir runs/scratch-train
   {prog} compare --learngene runs/{prog}-lg --depths 2,4,6 --config tiny-descendant --output-dir runs/{prog}-cmp
 """
+
+
+LOAD_HEAD_HELP = (
+    "copy the aux net's head into learngene descendants (default: descendant.load_head, which by default "
+    "copies when the data has the learngene's classes)"
+)
 
 
 def _ints(text: str) -> list[int]:
@@ -45,6 +52,28 @@ def _depth(value: str) -> int:
     if depth < 1:
         raise ConfigError(f"--depth must be >= 1, got {depth}")
     return depth
+
+
+def _layouts(text: str) -> dict[int, list[int]]:
+    """'12:0,0,1;6:0,1,2' -> {12: [0, 0, 1], 6: [0, 1, 2]}; each layout must have `depth` entries."""
+    layouts = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        depth, sep, layout = item.partition(":")
+        if not sep:
+            raise ConfigError(f"--layouts: '{item}' is not DEPTH:LAYOUT, e.g. 4:0,0,1,2")
+        layouts[_depth(depth)] = _ints(layout)
+        if len(layouts[int(depth)]) != int(depth):
+            raise ConfigError(
+                f"--layouts: the layout of depth {depth} has {len(layouts[int(depth)])} entries"
+            )
+    return layouts
+
+
+def _descendant_config(args, package: str) -> DescendantConfig:
+    cfg = load_config(args.config, overrides_of(args), DescendantConfig, package)
+    if args.load_head is not None:
+        cfg.descendant.load_head = args.load_head
+    return cfg
 
 
 def build_parser(prog: str, description: str):
@@ -66,7 +95,11 @@ def build_parser(prog: str, description: str):
     )
     exp.add_argument("--num-classes", type=int, help="classes of the new head (default: the learngene's)")
     exp.add_argument("--img-size", type=int, help="descendant image size (position embeddings are resized)")
-    exp.add_argument("--load-head", action="store_true", help="copy the aux net's head (same classes only)")
+    exp.add_argument(
+        "--load-head",
+        action=argparse.BooleanOptionalAction,
+        help="copy the aux net's head (default: when --num-classes is not given, i.e. the learngene's classes)",
+    )
     exp.add_argument("--output-dir", required=True)
 
     train = verbs.add_parser("train", help="train a descendant initialised from a learngene or from scratch")
@@ -77,6 +110,7 @@ def build_parser(prog: str, description: str):
     train.add_argument("--learngene", help="with --init scratch: the learngene whose architecture to match")
     train.add_argument("--depth", required=True)
     train.add_argument("--layout", "--stages", help="per-layer layout (default: the method's mapping)")
+    train.add_argument("--load-head", action=argparse.BooleanOptionalAction, help=LOAD_HEAD_HELP)
     train.add_argument("--output-dir", required=True)
     train.add_argument("--resume", action="store_true")
 
@@ -84,6 +118,12 @@ def build_parser(prog: str, description: str):
     add_config_arguments(cmp_)
     cmp_.add_argument("--learngene", required=True)
     cmp_.add_argument("--depths", required=True, help="comma-separated depths, e.g. 2,4,6")
+    cmp_.add_argument(
+        "--layouts",
+        help="per-depth layouts, e.g. '12:0,0,0,1,1,1,2,2,3,3,4,4;6:0,1,2,2,3,4' (default: descendant.layouts, "
+        "then the method's mapping)",
+    )
+    cmp_.add_argument("--load-head", action=argparse.BooleanOptionalAction, help=LOAD_HEAD_HELP)
     cmp_.add_argument("--output-dir", required=True)
 
     verbs.add_parser("list", help="list this method's presets")
@@ -110,7 +150,9 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
         elif args.verb == "train":
             _train(args)
         elif args.verb == "compare":
-            cfg = load_config(args.config, overrides_of(args), ExperimentConfig, package)
+            cfg = _descendant_config(args, package)
+            if args.layouts:
+                cfg.descendant.layouts.update(_layouts(args.layouts))
             learngene = Learngene.load(args.learngene, method.name)
             depths = _ints(args.depths)
             if not depths:
@@ -126,11 +168,12 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
                 print(f"  {name}")
         return 0
 
-    def _layout(args, learngene: Learngene) -> list[int]:
+    def _layout(args, learngene: Learngene, layouts: dict[int, list[int]] | None = None) -> list[int]:
         depth = _depth(args.depth)
-        layout = (
-            _ints(args.layout) if args.layout is not None else method.default_layout(depth, learngene.spec)
-        )
+        if args.layout is not None:
+            layout = _ints(args.layout)
+        else:
+            layout = (layouts or {}).get(depth) or method.default_layout(depth, learngene.spec)
         if len(layout) != depth:
             raise ConfigError(f"--layout/--stages has {len(layout)} entries but --depth is {depth}")
         method.check_layout(layout, learngene.spec)
@@ -153,8 +196,9 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
         out = Path(args.output_dir)
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"output dir {out} is not empty; choose another")
+        load_head = args.load_head if args.load_head is not None else args.num_classes is None
         model, inheritance = expand(
-            learngene, method, layout, num_classes, img_size=args.img_size, load_head=args.load_head
+            learngene, method, layout, num_classes, img_size=args.img_size, load_head=load_head
         )
         kwargs = descendant_kwargs(learngene, len(layout), num_classes, args.img_size)
         save_descendant(model, kwargs, inheritance, out, {"method": method.name, "layout": layout})
@@ -166,7 +210,7 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
 
     def _expand_lm(args, learngene: Learngene, layout: list[int]) -> None:
         """A causal-LM descendant saved with `save_pretrained` (+ inheritance.json): AutoModelForCausalLM loads it."""
-        if args.img_size is not None or args.num_classes is not None or args.load_head:
+        if args.img_size is not None or args.num_classes is not None or args.load_head is not None:
             raise ConfigError(
                 "--img-size, --num-classes and --load-head apply to ViT learngenes only "
                 "(an LM descendant copies the learngene's embeddings and LM head)"
@@ -182,7 +226,7 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
         print(f"saved to {out}: AutoModelForCausalLM.from_pretrained('{out}')")
 
     def _train(args) -> None:
-        cfg = load_config(args.config, overrides_of(args), ExperimentConfig, package)
+        cfg = _descendant_config(args, package)
         if args.init.startswith("learngene:"):
             init, source = "learngene", args.init.removeprefix("learngene:")
         elif args.init == "scratch":
@@ -194,10 +238,10 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
         else:
             raise ConfigError(f"unknown --init '{args.init}'; use learngene:<dir> or scratch")
         learngene = Learngene.load(source, method.name)
-        layout = _layout(args, learngene)
+        layout = _layout(args, learngene, cfg.descendant.layouts)
         experiment.check_output_dir(args.output_dir, cfg, args.resume)
         run = experiment.prepare_run(cfg)
-        model, how = build_descendant(init, learngene, method, layout, run)
+        model, how = build_descendant(init, learngene, method, layout, run, cfg.descendant.load_head)
         print(f"{init} descendant, depth {len(layout)}: {how}")
         metrics = experiment.train(
             cfg,

@@ -11,15 +11,27 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from .. import experiment
-from ..config import ExperimentConfig
+from ..config import DataConfig, ExperimentConfig
 from ..errors import ConfigError
 from ..metrics import METRICS_NAME, read_metrics
 from ..models import count_parameters
 from .anatomy import VIT_NAME
 from .artifact import Learngene
 from .backbones import TIMM_VIT, backbone_named
+from .config import DescendantConfig, DescendantOptions
 from .expand import descendant_kwargs, expand, summarize_inheritance
 from .methods import LearngeneMethod
+
+
+def same_label_space(learngene: Learngene, data: DataConfig, num_classes: int | None) -> bool:
+    """Whether `data` has the learngene's classes: same dataset, path and class list as its extraction data."""
+    extracted = learngene.manifest.get("config", {}).get("data", {})
+    return (
+        num_classes == learngene.manifest.get("num_classes")
+        and extracted.get("name") == data.name
+        and extracted.get("path") == data.path
+        and extracted.get("classes") == data.classes
+    )
 
 
 def build_descendant(
@@ -28,17 +40,23 @@ def build_descendant(
     method: LearngeneMethod,
     layout: list[int],
     run: experiment.Run,
+    load_head: bool | None = None,
 ) -> tuple[nn.Module, str]:
-    """A descendant for `run`'s data: `init` is "learngene" (expanded) or "scratch" (timm init, same shape)."""
-    learngene.check_model_kwargs(run.cfg.model.kwargs, "model.kwargs")
+    """A descendant for `run`'s data: `init` is "learngene" (expanded) or "scratch" (timm init, same shape).
+
+    Both get the regularisation keys of `model.kwargs` (drop_path_rate, drop_rate, ...). A learngene descendant
+    copies the aux net's head when `load_head` is true, or when it is None and the data has the learngene's
+    label space (as the reference does on ImageNet).
+    """
+    regularisation = learngene.descendant_model_kwargs(run.cfg.model.kwargs, "model.kwargs")
+    if init not in ("learngene", "scratch"):
+        raise ConfigError(f"unknown init '{init}'; use learngene:<dir> or scratch")
     backbone = backbone_named(learngene.backbone)
     if backbone.name != TIMM_VIT:  # a causal LM: embeddings and head are bound to the learngene's vocabulary
         set_seed(run.cfg.seed)
         if init == "learngene":
             model, inheritance = expand(learngene, method, layout)
             return model, summarize_inheritance(inheritance)
-        if init != "scratch":
-            raise ConfigError(f"unknown init '{init}'; use learngene:<dir> or scratch")
         return backbone.create(learngene.arch, len(layout)), "scratch: every tensor freshly initialised"
     channels, img_size = run.splits.input_shape[0], run.splits.input_shape[1]
     if channels != learngene.arch["in_chans"]:
@@ -48,14 +66,17 @@ def build_descendant(
     num_classes = run.splits.num_classes
     set_seed(run.cfg.seed)  # fresh tensors (the head; everything for scratch) from the config's seed
     if init == "learngene":
-        model, inheritance = expand(learngene, method, layout, num_classes, img_size=img_size)
+        if load_head is None:
+            load_head = same_label_space(learngene, run.cfg.data, num_classes)
+        model, inheritance = expand(
+            learngene, method, layout, num_classes, img_size=img_size, load_head=load_head,
+            regularisation=regularisation,
+        )  # fmt: skip
         return model, summarize_inheritance(inheritance)
-    if init != "scratch":
-        raise ConfigError(f"unknown init '{init}'; use learngene:<dir> or scratch")
-    model = timm.create_model(
-        VIT_NAME, pretrained=False, **descendant_kwargs(learngene, len(layout), num_classes, img_size)
-    )
-    return model, "scratch: every tensor freshly initialised"
+    kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, regularisation=regularisation)
+    return timm.create_model(
+        VIT_NAME, pretrained=False, **kwargs
+    ), "scratch: every tensor freshly initialised"
 
 
 @dataclass
@@ -87,23 +108,31 @@ def compare(
     """Train learngene- and scratch-initialised descendants of each depth on the same data and budget.
 
     Curves and targets use `cfg.train.best_metric` in the direction of `cfg.train.best_mode` (accuracy for
-    images, loss for LMs in the shipped presets).
+    images, loss for LMs in the shipped presets). A `DescendantConfig` may give a layout per depth
+    (`descendant.layouts`) and `descendant.load_head`.
     """
     if cfg.train.eval_every or cfg.train.max_steps:
         raise ConfigError("compare measures epochs: leave train.eval_every and train.max_steps unset")
+    options = cfg.descendant if isinstance(cfg, DescendantConfig) else DescendantOptions()
+    unused = sorted(set(options.layouts) - set(depths))
+    if unused:
+        raise ConfigError(f"descendant.layouts gives depth {unused[0]}, which is not in --depths {depths}")
+    layouts = {d: options.layouts.get(d) or method.default_layout(d, learngene.spec) for d in depths}
+    for layout in layouts.values():
+        method.check_layout(layout, learngene.spec)
     output_dir = Path(output_dir)
     run = experiment.prepare_run(cfg)
     metric, higher_is_better = cfg.train.best_metric, cfg.train.best_mode == "max"
     rows: list[CompareRow] = []
     for depth in depths:
-        layout = method.default_layout(depth, learngene.spec)
+        layout = layouts[depth]
         curves: dict[str, tuple[list[float], float, int]] = {}
         for init in ("scratch", "learngene"):
-            model, how = build_descendant(init, learngene, method, layout, run)
+            model, how = build_descendant(init, learngene, method, layout, run, options.load_head)
             print(f"depth {depth}, {init}: {how}")
             run_dir = output_dir / f"depth{depth}-{init}"
             test = experiment.train(
-                cfg, run_dir, model=model, run=run, metadata={"init": init, "depth": depth}
+                cfg, run_dir, model=model, run=run, metadata={"init": init, "depth": depth, "layout": layout}
             )
             curve = _val_curve(run_dir, metric)
             curves[init] = (curve, test.get(metric, float("nan")), count_parameters(model))

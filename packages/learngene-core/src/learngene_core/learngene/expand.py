@@ -36,9 +36,14 @@ def descendant_kwargs(
     num_classes: int,
     img_size: int | None = None,
     patch_size: int | None = None,
+    regularisation: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """`timm.create_model(VIT_NAME, **kwargs)` arguments of a descendant (the manifest's architecture)."""
+    """`timm.create_model(VIT_NAME, **kwargs)` arguments of a descendant (the manifest's architecture).
+
+    `regularisation`: shape-free ViT arguments such as drop_path_rate (see `Learngene.descendant_model_kwargs`).
+    """
     kwargs = dict(learngene.arch)
+    kwargs.update(regularisation or {})
     kwargs.update(depth=depth, num_classes=num_classes)
     if img_size is not None:
         kwargs["img_size"] = img_size
@@ -56,12 +61,13 @@ def expand(
     img_size: int | None = None,
     patch_size: int | None = None,
     load_head: bool = False,
+    regularisation: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, str]]:
     """Build the descendant of `layout` (one entry per layer) and return it with its inheritance map.
 
     A ViT learngene gives a timm VisionTransformer (`num_classes` sizes its new head); an LM learngene gives a
     Hugging Face causal LM whose embeddings, final norm and LM head are copied (`num_classes`, `img_size`,
-    `patch_size` and `load_head` do not apply).
+    `patch_size` and `load_head` do not apply). `regularisation` sets drop_path_rate/drop_rate/... of the ViT.
     """
     method.check_layout(layout, learngene.spec)
     backbone = backbone_named(learngene.backbone)
@@ -69,7 +75,7 @@ def expand(
         return _expand_lm(learngene, method, layout, backbone)
     if num_classes is None:
         num_classes = learngene.manifest["num_classes"]
-    kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, patch_size)
+    kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, patch_size, regularisation)
     model = timm.create_model(VIT_NAME, pretrained=False, **kwargs)
     state = model.state_dict()
     inheritance = {name: "fresh" for name in state}
