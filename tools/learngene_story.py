@@ -1,8 +1,9 @@
 """The learngene story on real data, end to end: ancestry -> learngenes -> descendants vs scratch.
 
-Used by the demo (tools/demo.py) and the benchmark (tools/bench/learngene_vs_scratch.py). The transfer is honest:
-the ancestry learns digits 0-4 (all their training images); the descendants learn digits 5-9, which the
-ancestry never saw, from 20 images per class; scratch descendants get the same data, budget and architecture.
+Used by the demo (tools/demo.py); tools/bench/learngene_cost.py measures this transfer over seeds against a tuned
+scratch. The transfer is honest: the ancestry learns digits 0-4 (all their training images); the descendants
+learn digits 5-9, which the ancestry never saw, from 20 images per class; scratch descendants get the same data,
+budget and architecture.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from .anatomy import VIT_NAME
 from .artifact import Learngene
 from .backbones import TIMM_VIT, backbone_named
 from .config import DescendantConfig, DescendantOptions
+from .cost import steps_to_reach
 from .expand import descendant_kwargs, expand, summarize_inheritance
 from .methods import LearngeneMethod
 
@@ -138,8 +139,7 @@ def compare(
             curves[init] = (curve, test.get(metric, float("nan")), count_parameters(model))
         target = curves["scratch"][0][-1]
         for init, (curve, test_value, params) in curves.items():
-            good = [v >= target if higher_is_better else v <= target for v in curve]
-            reached = next((i + 1 for i, ok in enumerate(good) if ok), None)
+            reached = steps_to_reach(list(enumerate(curve, start=1)), target, higher_is_better)  # in epochs
             rows.append(CompareRow(depth, params, init, metric, curve[0], test_value, reached, curve))
     (output_dir / "compare.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))
     plot_compare(rows, output_dir / "compare.png", cfg.train.epochs)
