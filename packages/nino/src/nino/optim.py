@@ -11,8 +11,10 @@ A prediction with NaN/Inf is rejected with a warning and training goes on. With 
 after each jump is measured (logged and kept in `history`), and a jump whose loss grows by more than
 `guard_factor` (default 1.0: any rise) is undone. That is the safe default when the closure measures a held-out
 batch (`nino train` holds out 1/12 of the training set for it and then makes the base step the jump replaced,
-so a run whose jumps are all refused is exactly the base optimizer's run). `NiNoCallback` drives the same
-machinery from learngene-core's Trainer.
+so a run whose jumps are all refused is exactly the base optimizer's run). The check is immediate, so it also
+refuses far jumps that spike the loss before paying off (the published checkpoint's on conv nets; README's
+bench); `guard_factor=None` keeps every jump. `NiNoCallback` drives the same machinery from learngene-core's
+Trainer.
 """
 
 from __future__ import annotations
