@@ -53,7 +53,7 @@ COMMON = [
     "train.checkpoint_every=100000",
 ]
 BUDGET = {"ancestry": 15, "distill": 10, "build": 6, "finetune": 3}  # epochs
-LRS = {"pool": (5e-4, 1.5e-3), "scratch": (1e-3, 3e-3, 6e-3)}
+LRS = {"pool": (5e-4, 1.5e-3, 3e-3), "scratch": (1e-3, 3e-3, 6e-3, 1.2e-2)}
 ARMS = {
     "pool": "pool descendant, fine-tuned",
     "scratch": "scratch, same budget",
@@ -131,7 +131,9 @@ def run_arm(
     tests = [sweep[best]["test"]]
     for seed in seeds[1:]:
         tests.append(
-            finetune(pools[seed], cfg_id, init, best, epochs, seed, root / f"s{seed}-{arm}-{cfg_id}")["test"]
+            finetune(pools[seed], cfg_id, init, best, epochs, seed, root / f"s{seed}-{arm}-{cfg_id}-{best}")[
+                "test"
+            ]
         )
     return best, tests
 
@@ -231,14 +233,15 @@ def report(rows, storage, seeds, samples, ancestry_acc, shared) -> None:
             f"| {mean_spread(a['scratch'])} | {mean_spread(a['scratch_equal_cost'])} ({r['epochs']['scratch_equal_cost']}) "
             f"| {r['finetune_cost'] / 1e9:.1f} | {r['pool_total_cost'] / 1e9:.1f} |"
         )
-    better = sum(min(r["accuracy"]["pool"]) > max(r["accuracy"]["scratch"]) for r in rows)
-    at_least = sum(
-        statistics.mean(r["accuracy"]["pool"]) >= statistics.mean(r["accuracy"]["scratch"]) for r in rows
-    )
-    print(
-        f"pool >= scratch in the mean: {at_least}/{len(rows)} descendants; pool's worst seed above scratch's best: "
-        f"{better}/{len(rows)}"
-    )
+    for arm in ("scratch", "scratch_equal_cost"):
+        better = sum(min(r["accuracy"]["pool"]) > max(r["accuracy"][arm]) for r in rows)
+        at_least = sum(
+            statistics.mean(r["accuracy"]["pool"]) >= statistics.mean(r["accuracy"][arm]) for r in rows
+        )
+        print(
+            f"pool vs {ARMS[arm]}: pool >= in the mean on {at_least}/{len(rows)} descendants, "
+            f"pool's worst seed above the baseline's best on {better}/{len(rows)}"
+        )
     ratio = statistics.mean(r["pool_total_cost"] / r["finetune_cost"] for r in rows)
     print(
         f"total cost: distillation + pool training = {shared * len(rows) / 1e9:.0f} GFLOPs per pool "
