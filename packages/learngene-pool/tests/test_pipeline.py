@@ -105,3 +105,18 @@ def test_eval_reports_every_descendant_as_the_pool_holds_it(pool_dir, capsys):
     with torch.no_grad():
         expected = (pool.run(7, x).argmax(-1) == y).float().mean().item()
     assert rows[7]["accuracy"] == expected
+
+
+def test_an_ancestry_given_as_timm_model_and_weights_file_is_the_same_ancestry(
+    ancestry_dir, narrow_dir, tmp_path
+):
+    out = tmp_path / "aux"
+    kwargs = ("patch_size=4", "embed_dim=64", "depth=3", "num_heads=4", "mlp_ratio=2.0", "class_token=false",
+              "global_pool=avg")  # fmt: skip
+    argv = ["distill", "--config", "tiny-aux-narrow", "--output-dir", str(out), "train.epochs=1",
+            "train.progress=false", "ancestry.model.name=vit_tiny_patch16_224",
+            f"ancestry.model.checkpoint={ancestry_dir / 'final' / 'model.safetensors'}",
+            *[f"ancestry.model.kwargs.{kw}" for kw in kwargs]]  # fmt: skip
+    assert main(argv) == 0
+    by_file, by_run = (json.loads((d / "aux.json").read_text())["ancestry"] for d in (out, narrow_dir))
+    assert by_file["fingerprint"] == by_run["fingerprint"] and by_file["source"] != by_run["source"]
