@@ -1,6 +1,7 @@
 """What TLEG and SWS learngenes save against a tuned scratch baseline, with every cost charged, over seeds.
 
-    python tools/bench/learngene_cost.py [--seeds 0,1,2] [--depths 2,4,6] [--workers 1] [--json out.json]
+    python tools/bench/learngene_cost.py [--seeds 0,1,2] [--depths 2,4,6] [--settings transfer,same-task]
+        [--workers 3] [--json out.json]   (each finished seed: out.json.seed<N>.json; --from-json reports them)
 
 Two settings on scikit-learn's digits (16x16, ViTs of width 64, 4 heads, patch 4):
   same-task  the papers' ImageNet setting: the ancestry (a 6-layer ViT, not charged) learns all 10 classes
@@ -212,7 +213,7 @@ def report(results: list[dict], depths: list[int], settings: list[str]) -> dict:
     for setting in settings:
         seeds = [r[setting] for r in results]
         print(f"\n### {setting}: {seeds[0]['train_images']} training images, batch {seeds[0]['batch_size']}, "
-              f"{seeds[0]['max_steps']} steps ({seeds[0]['epochs']} epochs) for every run; {len(seeds)} seeds")  # fmt: skip
+              f"{seeds[0]['max_steps']} steps ({seeds[0]['epochs']} epochs) for every run; {len(seeds)} seeds\n")  # fmt: skip
         print("| depth | scratch best lr (per seed) | scratch plateau (val acc) | scratch steps to plateau "
               "| method | steps to scratch's plateau | steps ratio (learngene / scratch) | val acc at first eval "
               "(learngene / scratch) | final test acc (learngene / scratch) |")  # fmt: skip
