@@ -1,6 +1,8 @@
 """Checkpoints: exact safetensors round trips, tied weights, atomic writes and safe, strict loading."""
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -13,10 +15,12 @@ from learngene_core.checkpoint import (
     METADATA_NAME,
     STATE_NAME,
     WEIGHTS_NAME,
+    atomic_write_text,
     load_model_weights,
     load_training_state,
     read_metadata,
     read_state_dict,
+    recover_dir,
     save_model_dir,
     save_training_checkpoint,
     save_weights,
@@ -238,7 +242,7 @@ def test_training_state_loading_refuses_arbitrary_pickled_objects(tmp_path):
     last = tmp_path / "last"
     last.mkdir()
     torch.save({"optimizer": {}, "evil": Payload(str(marker))}, last / STATE_NAME)
-    with pytest.raises(CheckpointError, match=f"cannot read .*{STATE_NAME}.*(?i:weights only)"):
+    with pytest.raises(CheckpointError, match=f"refused .*{STATE_NAME}: it asks to import .*_write_marker"):
         load_training_state(last)
     assert not marker.exists()
     # the payload is live: an unsafe load would have run it
@@ -249,9 +253,51 @@ def test_training_state_loading_refuses_arbitrary_pickled_objects(tmp_path):
 def test_torch_weights_loading_refuses_arbitrary_pickled_objects(tmp_path, tiny_mlp):
     marker = tmp_path / "marker.txt"
     torch.save({"state_dict": Payload(str(marker))}, tmp_path / "w.pt")
-    with pytest.raises(Exception):  # noqa: B017 - any refusal will do, as long as nothing ran
+    with pytest.raises(CheckpointError, match="refused .*w.pt: it asks to import"):
         load_model_weights(tiny_mlp(), tmp_path / "w.pt")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"\x80\x02garbage" * 10, b"plain text, not a checkpoint"])
+def test_a_corrupt_torch_file_is_not_advised_to_be_unpickled(tmp_path, tiny_mlp, content):
+    path = tmp_path / "w.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_model_weights(tiny_mlp(), path)
+    assert str(info.value) == f"cannot read {path}: not a torch checkpoint, or a corrupt or truncated one"
+
+
+def test_files_written_through_temp_files_follow_the_umask(tmp_path, tiny_mlp):
+    previous = os.umask(0o027)
+    try:
+        save_model_dir(tiny_mlp(), tmp_path / "m")
+        atomic_write_text(tmp_path / "notes.txt", "x")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "m").stat().st_mode) == 0o750
+    assert stat.S_IMODE((tmp_path / "m" / WEIGHTS_NAME).stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "notes.txt").stat().st_mode) == 0o640
+
+
+def test_corrupt_metadata_is_a_checkpoint_error_naming_the_file(tmp_path, tiny_mlp):
+    save_model_dir(tiny_mlp(), tmp_path / "m", {"step": 3})
+    meta = tmp_path / "m" / METADATA_NAME
+    meta.write_text('{"step": 3')  # truncated
+    with pytest.raises(CheckpointError, match=f"{meta} is not valid JSON"):
+        read_metadata(tmp_path / "m")
+    meta.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(CheckpointError, match="not UTF-8"):
+        read_metadata(tmp_path / "m")
+
+
+def test_recover_dir_restores_a_moved_aside_checkpoint_and_drops_temp_dirs(tmp_path, tiny_mlp):
+    save_model_dir(tiny_mlp(), tmp_path / "last")
+    (tmp_path / "last").rename(tmp_path / ".last.old")
+    (tmp_path / ".last.x1.tmp").mkdir()
+    (tmp_path / ".last.x2.tmp").write_text("half")
+    recover_dir(tmp_path / "last")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
+    load_model_weights(tiny_mlp(), tmp_path / "last")
 
 
 def test_extra_key_is_rejected_when_strict_and_ignored_otherwise(tmp_path, tiny_mlp):
@@ -290,13 +336,11 @@ def test_metadata_is_json(tmp_path, tiny_mlp):
 def test_read_state_dict_refuses_code_names_corrupt_files_and_unwraps_training_checkpoints(tmp_path):
     marker = tmp_path / "marker.txt"
     torch.save({"model": {"w": torch.ones(2)}, "evil": Payload(str(marker))}, tmp_path / "evil.pth")
-    with pytest.raises(
-        CheckpointError, match=r"refused .*evil\.pth: unpickling it would call .*_write_marker"
-    ):
+    with pytest.raises(CheckpointError, match=r"refused .*evil\.pth: it asks to import .*_write_marker"):
         read_state_dict(tmp_path / "evil.pth")
     assert not marker.exists()
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"junk\.pth: not a torch checkpoint \(corrupt") as caught:
+    with pytest.raises(CheckpointError, match=r"junk\.pth: not a torch checkpoint, or a corrupt") as caught:
         read_state_dict(tmp_path / "junk.pth")
     assert "weights_only" not in str(caught.value)  # no advice to unpickle it unsafely
     torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, tmp_path / "train.pth")
@@ -304,3 +348,16 @@ def test_read_state_dict_refuses_code_names_corrupt_files_and_unwraps_training_c
     torch.save({"w": torch.ones(2), "note": "text"}, tmp_path / "mixed.pth")
     with pytest.raises(CheckpointError, match="holds no state dict"):
         read_state_dict(tmp_path / "mixed.pth")
+
+
+def test_a_failed_weights_write_is_a_checkpoint_error_naming_the_file(tmp_path, tiny_mlp, monkeypatch):
+    from safetensors import SafetensorError
+
+    def full_disk(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(ckpt, "save_file", full_disk)
+    path = tmp_path / "m" / WEIGHTS_NAME
+    with pytest.raises(CheckpointError, match=f"cannot write {path}: I/O error: No space left on device"):
+        save_weights(tiny_mlp(), path)
+    assert list((tmp_path / "m").iterdir()) == []

@@ -1,6 +1,8 @@
 """The core Trainer: learning, exact resume, output-dir safety, NaN handling, logging, schedule and hooks."""
 
 import math
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from torch import nn
 
 from learngene_core.checkpoint import load_model_weights, load_training_state, load_weights, read_metadata
 from learngene_core.config import TrainConfig
-from learngene_core.errors import CheckpointError, TrainingError
+from learngene_core.errors import CheckpointError, ModelError, TrainingError
 from learngene_core.metrics import read_metrics
 from learngene_core.tasks import CausalLMTask, ClassificationTask
 from learngene_core.trainer import LAST_DIR, Trainer, build_scheduler, default_param_groups
@@ -207,10 +209,54 @@ def test_trainable_checkpoints_hold_only_trainable_weights_and_resume_exactly(
         load_model_weights(plain, tmp_path / "full" / "final")
 
 
-def test_resume_without_checkpoint_is_a_checkpoint_error(tmp_path, tiny_loaders, tiny_mlp):
-    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config())
-    with pytest.raises(CheckpointError, match="cannot resume"):
-        trainer.fit(resume=True)
+def test_resume_before_the_first_checkpoint_starts_over_like_a_fresh_run(tmp_path, tiny_loaders, tiny_mlp):
+    fresh = make_trainer(tmp_path / "fresh", tiny_loaders(), tiny_mlp(), config(max_steps=4))
+    fresh.fit()
+    stopped = make_trainer(
+        tmp_path / "run",
+        tiny_loaders(),
+        tiny_mlp(),
+        config(max_steps=4),
+        callbacks=[Recorder(interrupt_at=2)],
+    )
+    with pytest.raises(KeyboardInterrupt):
+        stopped.fit()  # stopped at step 2: metrics.jsonl written, no checkpoint yet
+    assert not (tmp_path / "run" / LAST_DIR).exists() and (tmp_path / "run" / "metrics.jsonl").is_file()
+    resumed = make_trainer(tmp_path / "run", tiny_loaders(), tiny_mlp(), config(max_steps=4))
+    resumed.fit(resume=True)
+    assert read_metrics(tmp_path / "run" / "metrics.jsonl") == read_metrics(
+        tmp_path / "fresh" / "metrics.jsonl"
+    )
+    for k, v in weights(fresh.model).items():
+        assert torch.equal(v, weights(resumed.model)[k]), k
+
+
+def test_resume_recovers_a_checkpoint_left_aside_by_a_killed_save(tmp_path, tiny_loaders, tiny_mlp):
+    cfg = config(max_steps=6, checkpoint_every=2)
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), cfg, callbacks=[Recorder(interrupt_at=3)])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    last = tmp_path / LAST_DIR
+    last.rename(last.with_name(".last.old"))  # killed between the two renames of a save
+    (last.parent / ".last.abc123.tmp").mkdir()  # and another save's half-written directory
+    resumed = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), cfg)
+    resumed.fit(resume=True)
+    assert resumed.state.step == 6
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last"]
+    steps = [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # resumed from the step-2 checkpoint, not from scratch
+
+
+def test_checkpoint_files_follow_the_umask(tmp_path, tiny_loaders, tiny_mlp):
+    previous = os.umask(0o022)
+    try:
+        make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=2)).fit()
+    finally:
+        os.umask(previous)
+    for path in [tmp_path / LAST_DIR, tmp_path / "final", tmp_path / LAST_DIR / "model.safetensors",
+                 tmp_path / "final" / "model.safetensors"]:  # fmt: skip
+        want = 0o755 if path.is_dir() else 0o644
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
 
 
 def test_resume_with_a_different_schedule_is_refused(tmp_path, tiny_loaders, tiny_mlp):
@@ -254,6 +300,35 @@ def test_nan_loss_raises_naming_the_step_and_keeps_last_checkpoint(tmp_path, tin
     assert all(torch.isfinite(v).all() for v in saved.values())
     assert sorted(p.name for p in last.parent.iterdir()) == ["last"]
     assert not (tmp_path / "final").exists()
+
+
+def test_non_finite_parameters_stop_training_and_keep_the_last_good_checkpoint(
+    tmp_path, tiny_loaders, tiny_mlp
+):
+    class PoisonAtStep4:
+        def on_step_end(self, trainer):
+            if trainer.state.step == 4:  # a finite loss whose step left an inf weight, just before a save
+                with torch.no_grad():
+                    trainer.model.head.weight[0, 0] = float("inf")
+
+    trainer = make_trainer(
+        tmp_path, tiny_loaders(), tiny_mlp(), config(checkpoint_every=2, eval_every=100),
+        callbacks=[PoisonAtStep4()],
+    )  # fmt: skip
+    with pytest.raises(TrainingError, match="head.weight became non-finite at step 4"):
+        trainer.fit()
+    assert read_metadata(tmp_path / LAST_DIR)["train_state"]["step"] == 2
+    assert all(
+        torch.isfinite(v).all() for v in load_weights(tmp_path / LAST_DIR / "model.safetensors").values()
+    )
+
+
+def test_a_model_that_cannot_run_on_the_data_fails_before_the_first_step(tmp_path, tiny_loaders):
+    wrong_width = nn.Linear(5, 3)  # the data has 8 features
+    trainer = make_trainer(tmp_path, tiny_loaders(), wrong_width, config())
+    with pytest.raises(ModelError, match=r"cannot run on one training sample \(inputs \(1, 8\)\)"):
+        trainer.fit()
+    assert not (tmp_path / "metrics.jsonl").exists()
 
 
 # ------------------------------------------------------------------------------------------ schedule

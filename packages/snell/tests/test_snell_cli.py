@@ -150,3 +150,42 @@ def test_every_paper_preset_loads(capsys):
 def test_train_interrupted_after_a_checkpoint_resumes_exactly(tmp_path):
     argv = ["train", "--config", "tiny", "train.epochs=2", "train.checkpoint_every=2", "train.eval_every=4"]
     assert_resume_is_exact(main, argv, tmp_path, list(range(3, 9)))  # 4 steps an epoch; adapter/ included
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--config", "tiny", "model.checkpoint=null"],
+        ["--config", "tiny", "--backbone", "vit_tiny_patch16_224"],
+        ["--config", "vtab-cifar", "data.path=nowhere"],
+    ],
+)
+def test_a_backbone_without_weights_is_refused_naming_the_expected_one(capsys, tmp_path, args):
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "train", *args, "--output-dir", out)
+    assert_user_error(code, err, "randomly initialised", "--random-backbone")
+    if "vtab-cifar" in args:
+        assert "ViT-B_16.npz" in err
+    assert not out.exists()
+
+
+def test_random_backbone_flag_allows_random_weights():
+    from snell.cli import _apply_backbone, build_parser
+    from snell.experiment import check_backbone, load_snell_config
+
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--config",
+            "tiny",
+            "--backbone",
+            "vit_tiny_patch16_224",
+            "--random-backbone",
+            "--output-dir",
+            "o",
+        ]
+    )
+    cfg = load_snell_config("tiny", _apply_backbone(args, []))
+    assert cfg.model.checkpoint is None and cfg.random_backbone
+    check_backbone(cfg)  # allowed: no error
+    assert all(load_snell_config(name).expected_checkpoint for name in ("vtab-cifar", "fgvc-cub"))

@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import re
 import shutil
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -34,14 +35,56 @@ STATE_NAME = "training_state.pt"
 def atomic_write_text(path: Path, text: str) -> None:
     """Write `text` to `path` via a temporary file in the same directory and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temp_file(path)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temp_file(path: Path) -> Path:
+    """A new empty temporary sibling of `path` (`.<name>.XXXX.tmp`), with the mode the umask gives new files.
+
+    `tempfile.mkstemp` makes files 0600 whatever the umask, so a teammate could read metrics.jsonl but not
+    the weights written next to it; the mode is set as `open()` would have set it.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())
+    return Path(tmp)
+
+
+def temp_dir(target: Path) -> Path:
+    """A new temporary sibling directory of `target` (`.<name>.XXXX.tmp`), with the umask's mode (not 0700)."""
+    tmp = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.chmod(tmp, 0o777 & ~_umask())
+    return Path(tmp)
+
+
+def recover_dir(target: Path) -> None:
+    """Undo what a killed `write_dir_atomically(target)` left: its temporary siblings, or `target` moved aside.
+
+    A kill between the two renames leaves the previous `target` in `.<name>.old`; it is moved back.
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+    old = target.with_name(f".{target.name}.old")
+    if old.is_dir():
+        if target.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, target)
 
 
 def write_dir_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
@@ -51,7 +94,8 @@ def write_dir_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    recover_dir(target)  # leftovers of an earlier write that was killed
+    tmp = temp_dir(target)
     try:
         fill(tmp)
         with _interrupts_deferred():  # never leave `target` missing between the two renames
@@ -112,13 +156,17 @@ def save_weights(
     tensors = model if isinstance(model, dict) else state_dict_for_saving(model)
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file(path)
     try:
-        save_file(tensors, tmp, metadata={k: str(v) for k, v in (metadata or {}).items()})
+        try:
+            save_file(tensors, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+        except SafetensorError as exc:  # a full disk or an I/O error, raised by safetensors' own writer
+            reason = str(exc).removeprefix("Error while serializing: ")
+            raise CheckpointError(f"cannot write {path}: {reason}") from None
+        os.chmod(tmp, 0o666 & ~_umask())  # safetensors writes its file 0600 itself
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -149,7 +197,7 @@ def load_model_weights(
     else:
         if not path.is_file():
             raise CheckpointError(f"weights file not found: {path}")
-        state = _torch_load(path)
+        state = torch_load_safely(path)
         if isinstance(state, dict) and "state_dict" in state:
             state = state["state_dict"]
         elif isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
@@ -232,7 +280,21 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / METADATA_NAME
     if not path.is_file():
         raise CheckpointError(f"no {METADATA_NAME} in {directory}: not a checkpoint directory")
-    return json.loads(path.read_text())
+    return read_json_file(path)
+
+
+def read_json_file(path: str | Path, error: type[Exception] = CheckpointError) -> dict[str, Any]:
+    """A JSON object from a side file (metadata, manifest, adapter config); `error` naming the file otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text: not a JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); is it truncated?") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:
@@ -240,51 +302,50 @@ def load_training_state(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / STATE_NAME
     if not path.is_file():
         raise CheckpointError(f"no {STATE_NAME} in {directory}: not a resumable checkpoint")
-    return _torch_load(path)
+    return torch_load_safely(path)
 
 
-def _torch_load(path: Path) -> Any:
-    """torch.load restricted to tensors and plain containers; anything else is a CheckpointError."""
+def torch_load_safely(path: str | Path) -> Any:
+    """`torch.load(weights_only=True)` on CPU; a corrupt or hostile file is one CheckpointError, never run."""
+    path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt file, or a pickle that weights_only refuses
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"cannot read {path}: {first}") from None
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(describe_torch_load_error(path, exc)) from None
+
+
+def describe_torch_load_error(path: Path, exc: BaseException) -> str:
+    """Why `torch.load(path, weights_only=True)` failed, without torch's advice to retry with weights_only=False.
+
+    That advice is right for a trusted pickle of custom objects and wrong for a corrupt or hostile file.
+    """
+    found = re.search(r"GLOBAL (\S+)", str(exc))
+    if found:
+        return (
+            f"refused {path}: it asks to import {found.group(1)}, which a weights file never needs "
+            "(only tensors and plain containers are read)"
+        )
+    return f"cannot read {path}: not a torch checkpoint, or a corrupt or truncated one"
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file or a torch pickle, for importing checkpoints made elsewhere.
 
-    Pickles are read with `torch.load(weights_only=True)`: only tensors and plain containers are rebuilt, so
-    no code in the file runs; a file that needs anything else is refused with a CheckpointError. A
-    `{"state_dict": ...}` or `{"model": ...}` wrapper (training scripts' checkpoints) is unwrapped.
+    Pickles are read by `torch_load_safely`: only tensors and plain containers are rebuilt, so no code in the
+    file runs; a file that needs anything else is refused with a CheckpointError. A `{"state_dict": ...}` or
+    `{"model": ...}` wrapper (training scripts' checkpoints) is unwrapped.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         return load_weights(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        found = re.search(r"GLOBAL (\S+)", str(exc))
-        if found:
-            raise CheckpointError(
-                f"refused {path}: unpickling it would call {found.group(1)}, not only rebuild tensors; "
-                "only plain state dicts (tensors in dicts/lists) or safetensors files are read"
-            ) from None
-        raise CheckpointError(
-            f"cannot read {path}: not a torch checkpoint (corrupt or another format)"
-        ) from None
-    except Exception as exc:  # truncated or foreign files raise many types
-        raise CheckpointError(f"cannot read {path}: not a torch checkpoint ({_first_line(exc)})") from None
+    state = torch_load_safely(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state dict (a mapping of names to tensors)")
     return dict(state)
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

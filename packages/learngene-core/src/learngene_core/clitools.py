@@ -40,15 +40,32 @@ def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentPa
     )
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file-system error: what went wrong and on which path(s)."""
+    what = (str(exc.strerror or exc).strip().splitlines() or [type(exc).__name__])[0]
+    paths = [str(p) for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
+
+
 def run_cli(
     prog: str, command: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None
 ) -> int:
-    """Run `command(argv)`; user errors become one `prog: error: ...` line on stderr and exit code 2."""
+    """Run `command(argv)`; user errors become one `prog: error: ...` line on stderr and exit code 2.
+
+    User errors are `LearngeneError`s and file-system errors (`OSError`: the output dir is a file, a directory
+    is read-only, the disk is full), which name the path involved.
+    """
     try:
         return command(argv) or 0
     except LearngeneError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        print(
+            f"{prog}: interrupted; to continue, rerun the same command (with --resume if it trains)",
+            file=sys.stderr,
+        )
         return 130

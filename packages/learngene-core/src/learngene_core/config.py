@@ -9,6 +9,7 @@ and reuse the same loader.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -153,6 +154,18 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeding accepts 0 .. 2**32 - 1
+
+
+def check_seed(seed: int) -> None:
+    """A seed numpy, torch and python all accept (ValueError naming `seed` otherwise)."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
+
 
 def _check_positive(obj: Any, *names: str, optional: bool = False) -> None:
     for name in names:
@@ -196,6 +209,8 @@ def from_dict(
         else:
             kwargs[key] = _convert(hints[key], value, source, f"{prefix}{key}")
     try:
+        if isinstance(kwargs.get("seed"), int):  # every config's seed, whichever package defines the config
+            check_seed(kwargs["seed"])
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
         section = f"'{prefix.rstrip('.')}'" if prefix else "config"
@@ -258,13 +273,18 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):  # `.nan` passes `lr <= 0` checks; `.inf` passes every bound
+                raise ConfigError(f"{source}: '{key}' must be a finite number, got {value!r}")
+            return number
     elif tp is str:
         if isinstance(value, str):
             return value
@@ -288,7 +308,7 @@ def read_yaml(config: str | Path, package: str = "learngene_core.configs") -> tu
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        text, source = path.read_text(), str(path)
+        text, source = _read_text(path, ConfigError), str(path)
     else:
         names = preset_names(package)
         if str(config) not in names:
@@ -304,6 +324,22 @@ def read_yaml(config: str | Path, package: str = "learngene_core.configs") -> tu
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping")
     return data, source
+
+
+def _read_text(path: Path, error: type[Exception]) -> str:
+    """The UTF-8 text of `path`; `error` naming the file when it is not UTF-8 text."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def read_yaml_file(path: Path, error: type[Exception] = ConfigError) -> Any:
+    """The YAML data of a side file such as a run's config.yaml; `error` naming the file if it is unreadable."""
+    try:
+        return yaml.safe_load(_read_text(path, error))
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from accelerate.utils import set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_model_weights
-from .config import ExperimentConfig, save_config, to_dict
+from .config import ExperimentConfig, read_yaml_file, save_config, to_dict
 from .data import DatasetSplits, build_dataloaders, build_datasets
 from .errors import CheckpointError
+from .metrics import METRICS_NAME, PLOT_NAME
 from .models import build_model, count_parameters
 from .tasks import Task, task_for
 from .trainer import Trainer
@@ -54,25 +54,72 @@ def prepare_run(cfg: ExperimentConfig) -> Run:
 
 
 def check_output_dir(output_dir: str | Path, cfg: Any, resume: bool) -> None:
-    """Refuse to reuse a run directory unless resuming it with the same config (nothing is written here)."""
+    """Refuse to reuse a run directory unless resuming it with the same config (nothing is written here).
+
+    A run that stopped before its first checkpoint (Ctrl-C, NaN loss, a bad file: only config.yaml and
+    metrics are there) is no run to protect: rerunning the command starts it over, with --resume or without.
+    """
     output_dir = Path(output_dir)
-    saved = output_dir / CONFIG_NAME
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CheckpointError(
+            f"output dir {output_dir} is a file, not a directory; choose another --output-dir"
+        )
+    unfinished = is_unfinished_run(output_dir, cfg)
     if not resume:
-        if output_dir.is_dir() and any(output_dir.iterdir()):
+        if output_dir.is_dir() and any(output_dir.iterdir()) and not unfinished:
             raise CheckpointError(
                 f"output dir {output_dir} is not empty; pass --resume to continue its run or choose another"
             )
         return
+    saved = output_dir / CONFIG_NAME
     if not saved.is_file():
-        raise CheckpointError(
-            f"cannot resume: {saved} not found (was {output_dir} written by a training run?)"
-        )
-    before, now = yaml.safe_load(saved.read_text()), to_dict(cfg)
-    diff = _first_difference(before, now)
+        if output_dir.is_dir() and any(output_dir.iterdir()):
+            raise CheckpointError(
+                f"cannot resume: {saved} not found (was {output_dir} written by a training run?)"
+            )
+        return  # nothing was written yet: the run starts from step 0
+    diff = _first_difference(read_yaml_file(saved, CheckpointError), to_dict(cfg))
     if diff:
-        raise CheckpointError(
-            f"cannot resume {output_dir}: config differs at {diff}; resume with the same config"
+        hint = (
+            "it has no checkpoint yet: rerun without --resume to start it over with the new config"
+            if unfinished
+            else "resume with the same config"
         )
+        raise CheckpointError(f"cannot resume {output_dir}: config differs at {diff}; {hint}")
+
+
+UNFINISHED_RUN_FILES = {CONFIG_NAME, METRICS_NAME, PLOT_NAME}
+
+
+def is_unfinished_run(output_dir: str | Path, cfg: Any = None) -> bool:
+    """Whether `output_dir` holds a run that stopped before writing any checkpoint (or nothing at all).
+
+    Such a directory has only config.yaml, metrics.jsonl, metrics.png and leftovers of a killed save
+    (`.*.tmp`); checkpoints/ may exist but holds no checkpoint (not even one moved aside to `.last.old`).
+    With `cfg`, its config.yaml must also have every section a run of that config writes (a resolved config
+    lists them all), so a user's own, hand-written config.yaml there is not taken for a run's and replaced.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return True
+    for entry in output_dir.iterdir():
+        if entry.name in UNFINISHED_RUN_FILES or _is_temp(entry):
+            continue
+        if entry.name == "checkpoints" and entry.is_dir() and all(_is_temp(e) for e in entry.iterdir()):
+            continue
+        return False
+    saved = output_dir / CONFIG_NAME
+    if cfg is None or not saved.is_file():
+        return True
+    try:
+        written = read_yaml_file(saved, CheckpointError)
+    except CheckpointError:
+        return False
+    return isinstance(written, dict) and set(written) == set(to_dict(cfg))
+
+
+def _is_temp(entry: Path) -> bool:
+    return entry.name.startswith(".") and entry.name.endswith(".tmp")
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
@@ -125,7 +172,7 @@ def train(
         **hooks,
     )
     trainer.accelerator.wait_for_everyone()  # every process has checked the output dir before main writes
-    if trainer.accelerator.is_main_process and not resume:
+    if trainer.accelerator.is_main_process and not (resume and (output_dir / CONFIG_NAME).is_file()):
         save_config(cfg, output_dir / CONFIG_NAME)
     trainer.accelerator.print(
         f"{run.splits.description}; model {cfg.model.name if hasattr(cfg, 'model') else type(model).__name__}: "

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .errors import CheckpointError
+
 METRICS_NAME = "metrics.jsonl"
 PLOT_NAME = "metrics.png"
 
@@ -17,14 +19,18 @@ class MetricsLog:
     def __init__(self, path: str | Path, enabled: bool = True) -> None:
         self.path = Path(path)
         self.enabled = enabled
-        self.records: list[dict[str, Any]] = read_metrics(self.path) if self.path.is_file() else []
+        self.records: list[dict[str, Any]] = []
 
     def truncate_after(self, step: int) -> None:
         """Drop what a run logged after its checkpoint at `step` (used when resuming from it): records
-        of later steps, and the final "test" record, which is logged after the last checkpoint's save."""
+        of later steps, and the final "test" record, which is logged after the last checkpoint's save.
+        -1 keeps nothing (a run that restarts from step 0)."""
+        if not self.path.is_file():
+            self.records = []
+            return
         self.records = [
             r
-            for r in self.records
+            for r in read_metrics(self.path)
             if r.get("step", 0) < step or (r.get("step", 0) == step and r.get("split") != "test")
         ]
         if self.enabled:
@@ -49,8 +55,30 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Read a metrics.jsonl file into a list of records."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """Read a metrics.jsonl file into a list of records (CheckpointError naming the line if one is broken).
+
+    A last line without its newline is what a killed write leaves behind: it is dropped, not an error.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not UTF-8 text: not a metrics log") from None
+    lines = text.split("\n")
+    if lines and lines[-1].strip():  # unterminated: a write was cut short
+        lines = lines[:-1]
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            raise CheckpointError(f"{path}:{number}: not a JSON record; fix or delete that line")
+        records.append(record)
+    return records
 
 
 def plot_metrics(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:

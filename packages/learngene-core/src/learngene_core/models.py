@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import layered_models  # noqa: F401  (registers learngene_vgg and vit_learngene with timm)
-from .checkpoint import load_model_weights
+from .checkpoint import describe_torch_load_error, load_model_weights
 from .config import ModelConfig
 from .errors import ModelError
 from .registry import did_you_mean
@@ -68,10 +68,7 @@ def _build_hf(cfg: ModelConfig, vocab_size: int | None) -> nn.Module:
 
     path = Path(cfg.name)
     if path.is_dir():
-        try:
-            return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **cfg.kwargs)
-        except HF_CONFIG_ERRORS as exc:
-            raise ModelError(f"cannot load a causal LM from {path}: {str(exc).splitlines()[0]}") from None
+        return load_causal_lm(path, **cfg.kwargs)
     kwargs = dict(cfg.kwargs)
     if vocab_size is not None:
         kwargs.setdefault("vocab_size", vocab_size)
@@ -90,6 +87,26 @@ def _build_hf(cfg: ModelConfig, vocab_size: int | None) -> nn.Module:
     except HF_CONFIG_ERRORS as exc:
         raise ModelError(f"cannot build a causal LM of type '{cfg.name}': {exc}") from None
     return model
+
+
+def load_causal_lm(path: str | Path, **kwargs: Any) -> nn.Module:
+    """`AutoModelForCausalLM.from_pretrained` on a local directory; ModelError for a broken or hostile one.
+
+    transformers reads `.bin` weights with `torch.load(weights_only=True)`: a pickle that would run code is
+    refused, and reported as such rather than with torch's advice to retry unsafely.
+    """
+    import pickle
+
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True, **kwargs)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(describe_torch_load_error(path, exc)) from None
+    except HF_CONFIG_ERRORS as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelError(f"cannot load a causal LM from {path}: {first}") from None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -17,7 +17,7 @@ import torch
 from accelerate.utils import set_seed
 from torch import nn
 
-from .checkpoint import load_weights
+from .checkpoint import load_weights, torch_load_safely
 from .config import ModelConfig
 from .errors import CheckpointError
 from .models import build_model
@@ -103,11 +103,7 @@ def load_backbone_weights(model: nn.Module, path: Path) -> None:
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         return load_weights(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"cannot read {path}: {first}") from None
+    state = torch_load_safely(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

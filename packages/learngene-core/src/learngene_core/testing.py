@@ -147,3 +147,63 @@ def assert_resume_is_exact(
         expected, resumed = load_file(reference / name), load_file(run / name)
         assert expected.keys() == resumed.keys(), name
         assert all(torch.equal(expected[k], resumed[k]) for k in expected), name
+
+
+# ------------------------------------------------------------------------------- console scripts, bad inputs
+
+_DRIVER = """
+import contextlib, importlib, io, json, sys, traceback
+spec = json.load(sys.stdin)
+main = getattr(importlib.import_module(spec["module"]), "main")
+results = []
+for argv in spec["cases"]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+        except BaseException:
+            traceback.print_exc()
+            code = "traceback"
+    results.append({"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
+print(json.dumps(results))
+"""
+
+
+def run_console_cases(
+    module: str, cases: list[list[str]], cwd: str | None = None, timeout: float = 600
+) -> list[dict[str, Any]]:
+    """Run each argv through `module.main` in one fresh interpreter (torch is imported once, not per case).
+
+    Returns one `{"argv", "code", "stdout", "stderr"}` per case; `code` is "traceback" when an exception escaped
+    `main`. The interpreter runs single-threaded (OMP/MKL threads 1), as the test suites do.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _DRIVER],
+        input=json.dumps({"module": module, "cases": cases}),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"the case driver failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def one_error_line(result: dict[str, Any], prog: str) -> str:
+    """The single `prog: error: ...` line a bad input must produce (exit code 2, nothing else on stderr)."""
+    lines = [line for line in result["stderr"].splitlines() if line.strip()]
+    assert result["code"] == 2, f"{result['argv']}: exit code {result['code']}\n{result['stderr']}"
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), (
+        f"{result['argv']}:\n{result['stderr']}"
+    )
+    return lines[0]

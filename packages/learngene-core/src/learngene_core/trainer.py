@@ -25,20 +25,23 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, send_to_device, set_seed
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset, default_collate
 from tqdm.auto import tqdm
 
 from .checkpoint import (
+    STATE_NAME,
+    load_model_weights,
     load_training_state,
     read_metadata,
+    recover_dir,
     save_model_dir,
     save_training_checkpoint,
     trainable_state_dict,
 )
 from .config import TrainConfig
-from .errors import CheckpointError, TrainingError
+from .errors import CheckpointError, ModelError, TrainingError
 from .metrics import METRICS_NAME, PLOT_NAME, MetricsLog, plot_metrics
 from .tasks import Task
 
@@ -163,6 +166,7 @@ class Trainer:
         groups += default_param_groups(extra, cfg.weight_decay)
         optimizer = build_optimizer(cfg, groups)
         loaders = (train_loader, val_loader, test_loader)
+        self._raw_train_loader = train_loader
         modules = [model, extra] if any(True for _ in extra.parameters()) else [model]
         prepared = self.accelerator.prepare(*modules, optimizer, *[dl for dl in loaders if dl is not None])
         self.model = prepared[0]
@@ -185,10 +189,15 @@ class Trainer:
     def fit(self, resume: bool = False) -> dict[str, float]:
         """Train to `total_steps`, evaluating and checkpointing on schedule; returns the final test metrics."""
         cfg, acc = self.cfg, self.accelerator
-        if resume:
+        if acc.is_main_process:
+            for name in (LAST_DIR, BEST_DIR, FINAL_DIR):  # what a killed save left behind
+                recover_dir(self.output_dir / name)
+        acc.wait_for_everyone()
+        if resume and (self.output_dir / LAST_DIR).is_dir():
             self._resume()
         else:
-            self._check_fresh_output_dir()
+            self._start_fresh(resume)
+        self._check_model_fits_data()
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
@@ -269,8 +278,8 @@ class Trainer:
         value = loss.detach().float().item()  # the step's one host sync: logged and checked for NaN
         if not math.isfinite(value):
             raise TrainingError(
-                f"loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); "
-                "try a lower train.lr or set train.max_grad_norm"
+                f"loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); the last "
+                "checkpoint is kept; try a lower train.lr or set train.max_grad_norm"
             )
         return loss, value, parts
 
@@ -331,7 +340,18 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
+    def _check_finite_parameters(self) -> None:
+        """Refuse to save non-finite weights: the last good checkpoint stays the one to resume from."""
+        model = self.accelerator.unwrap_model(self.model)
+        for name, param in model.named_parameters():
+            if param.requires_grad and not torch.isfinite(param).all():
+                raise TrainingError(
+                    f"parameter {name} became non-finite at step {self.state.step}; nothing saved, the last "
+                    "good checkpoint is kept; try a lower train.lr or set train.max_grad_norm"
+                )
+
     def _save_model(self, name: str, metrics: dict[str, Any]) -> None:
+        self._check_finite_parameters()
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             meta = {
@@ -348,6 +368,7 @@ class Trainer:
         return trainable_state_dict(model) if self.cfg.checkpoint_weights == "trainable" else model
 
     def _save_last(self) -> None:
+        self._check_finite_parameters()
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
             return
@@ -366,20 +387,24 @@ class Trainer:
         }
         save_training_checkpoint(self.output_dir / LAST_DIR, self._weights_to_save(), training_state, meta)
 
-    def _check_fresh_output_dir(self) -> None:
-        taken = [p for p in (METRICS_NAME, LAST_DIR, FINAL_DIR) if (self.output_dir / p).exists()]
+    def _start_fresh(self, resume: bool) -> None:
+        """Start at step 0: in a new output dir, or over a run that stopped before its first checkpoint."""
+        # resuming a run whose first checkpoint never came: its best/ is replaced by the new attempt's
+        kept = (LAST_DIR, FINAL_DIR) if resume else (LAST_DIR, BEST_DIR, FINAL_DIR)
+        taken = [p for p in kept if (self.output_dir / p).exists()]
         if taken:
             raise CheckpointError(
                 f"output dir {self.output_dir} already holds a run ({taken[0]}); "
                 "pass --resume to continue it or choose another --output-dir"
             )
+        if resume:
+            self.accelerator.print(f"no checkpoint in {self.output_dir / LAST_DIR} yet: starting from step 0")
+        self.metrics.truncate_after(-1)  # records of the stopped attempt, if any
 
     def _resume(self) -> None:
-        from .checkpoint import load_model_weights
-
         last = self.output_dir / LAST_DIR
-        if not (last / "training_state.pt").is_file():
-            raise CheckpointError(f"cannot resume: no checkpoint in {last}")
+        if not (last / STATE_NAME).is_file():
+            raise CheckpointError(f"cannot resume: {last} holds no {STATE_NAME}")
         meta = read_metadata(last)
         if meta.get("total_steps") not in (None, self.total_steps):
             raise CheckpointError(
@@ -389,13 +414,51 @@ class Trainer:
         partial = self.cfg.checkpoint_weights == "trainable"
         load_model_weights(self.accelerator.unwrap_model(self.model), last, partial=partial)
         state = load_training_state(last)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.accelerator.unwrap_model(self.extra_modules).load_state_dict(state["extra_modules"])
-        self._pending_rng = state["rng"]  # restored in fit(), once the data loader has started
-        self.state = TrainState(**state["train_state"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.accelerator.unwrap_model(self.extra_modules).load_state_dict(state["extra_modules"])
+            self._pending_rng = state["rng"]  # restored in fit(), once the data loader has started
+            self.state = TrainState(**state["train_state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(
+                f"{last / STATE_NAME} does not fit this run ({type(exc).__name__}: {exc}); "
+                "it was written by another model or version"
+            ) from None
         self.metrics.truncate_after(self.state.step)
         self.accelerator.print(f"resumed from {last} at step {self.state.step}/{self.total_steps}")
+
+    def _check_model_fits_data(self) -> None:
+        """One eval-mode forward pass on one training sample, so a model/data mismatch (a patch larger than the
+        image, a wrong channel count) is one ModelError before the first step, not a traceback inside it.
+
+        Every RNG is restored afterwards: building the probe batch must not change the run (bitwise resume).
+        Runs with a custom `loss_fn` are not probed: it may need gradients or have side effects.
+        """
+        loader = self._raw_train_loader
+        if self.loss_fn is not None or isinstance(loader.dataset, IterableDataset) or not len(loader.dataset):  # type: ignore[arg-type]
+            return
+        rng = _rng_state()
+        try:
+            batch = (loader.collate_fn or default_collate)([loader.dataset[0]])
+            inputs, targets = send_to_device(batch, self.accelerator.device)
+            model = self.model
+            was_training = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    self.task.loss(self.task.logits(model, inputs), targets)
+            except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                name = type(self.accelerator.unwrap_model(model)).__name__
+                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
+                raise ModelError(
+                    f"the model ({name}) cannot run on one training sample (inputs {shape}): {first}"
+                ) from None
+            finally:
+                model.train(was_training)
+        finally:
+            _set_rng_state(rng)
 
     def _restore_pending_rng(self) -> None:
         _set_rng_state(self._pending_rng)

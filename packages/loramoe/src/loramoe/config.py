@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from learngene_core.checkpoint import read_json_file
 from learngene_core.errors import ConfigError
 
 CONFIG_NAME = "adapter_config.json"
@@ -131,10 +132,7 @@ class LoraMoEConfig:
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise ConfigError(f"no {CONFIG_NAME} in {directory}: not a loramoe adapter directory")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json_file(path, ConfigError)
         if data.pop("method", None) != "loramoe":
             raise ConfigError(f'{path} is not a loramoe adapter config (no "method": "loramoe")')
         return cls.from_dict(data, source=str(path))

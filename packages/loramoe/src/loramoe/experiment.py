@@ -18,9 +18,10 @@ from accelerate import PartialState
 from torch import nn
 
 from learngene_core import experiment as core_experiment
-from learngene_core.config import DataConfig, ModelConfig, TrainConfig
+from learngene_core.config import DataConfig, ModelConfig, TrainConfig, check_seed
 from learngene_core.data.tokenizers import load_tokenizer
-from learngene_core.errors import CheckpointError, ModelError
+from learngene_core.errors import CheckpointError
+from learngene_core.models import load_causal_lm
 from learngene_core.tasks import task_for
 
 from .config import LoraMoEConfig
@@ -41,6 +42,11 @@ class EvalConfig:
     max_new_tokens: int = 32
     batch_size: int = 16
 
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass
 class LoraMoEExperimentConfig:
@@ -53,6 +59,9 @@ class LoraMoEExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     gradient_checkpointing: bool = False  # non-reentrant, so the balancing loss still reaches the routers
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
 
 def task_names(config: LoraMoEConfig) -> dict[int, str]:
@@ -148,16 +157,6 @@ def _loss_fn(model, inputs, labels):
     return out.loss, out.logits, {"lm_loss": out.lm_loss.detach(), "blc_loss": out.blc_loss.detach()}
 
 
-def load_base_model(path: Path) -> nn.Module:
-    """A Hugging Face causal LM from a local directory (never the network)."""
-    from transformers import AutoModelForCausalLM
-
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the base model from {path}: {str(exc).splitlines()[0]}") from None
-
-
 def import_official(
     source: str | Path,
     base: str | Path,
@@ -174,7 +173,7 @@ def import_official(
         raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
     if not base.is_dir():
         raise CheckpointError(f"--base {base} is not a local model directory")
-    model = import_official_adapter(load_base_model(base), source, alpha)
+    model = import_official_adapter(load_causal_lm(base), source, alpha)
     if tokenizer is None and (base / "tokenizer_config.json").is_file():
         tokenizer = str(base.resolve())
     model.save_pretrained(
@@ -188,15 +187,17 @@ def import_official(
 
 def load_adapter(adapter: str | Path, base: str | Path | None = None) -> tuple[LoraMoEModel, PromptCodec]:
     """A base model from disk with the adapter in `adapter`, in eval mode, and the codec it was trained with."""
-
     adapter = Path(adapter)
     info = read_adapter_info(adapter)
-    base_path = Path(base or info.get("base_model_name_or_path") or "")
-    if not str(base_path) or not base_path.is_dir():
+    recorded = base or info.get("base_model_name_or_path")
+    if not recorded:
+        raise CheckpointError(f"adapter {adapter} records no base model; pass --base <local model directory>")
+    base_path = Path(recorded)
+    if not base_path.is_dir():
         raise CheckpointError(
             f"base model of adapter {adapter} not found at '{base_path}'; pass --base <local model directory>"
         )
-    model = load_base_model(base_path)
+    model = load_causal_lm(base_path)
     codec = PromptCodec(load_tokenizer(info.get("tokenizer")))
     _prepare_base(model, codec)
     return LoraMoEModel.from_pretrained(model, adapter), codec

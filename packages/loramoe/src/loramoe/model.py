@@ -12,7 +12,6 @@ adds the localised balancing loss to `outputs.loss` when labels are given, and e
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -260,7 +259,4 @@ def get_loramoe_model(model: nn.Module, config: LoraMoEConfig | None = None) -> 
 
 def read_adapter_info(directory: str | Path) -> dict[str, Any]:
     """The `extra` section of an adapter's config (base model path, tokenizer, ...) without loading weights."""
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} in {directory}: not a loramoe adapter directory")
-    return dict(json.loads(path.read_text()).get("extra", {}))
+    return dict(LoraMoEConfig.load(directory).extra)

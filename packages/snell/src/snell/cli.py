@@ -26,6 +26,7 @@ examples (the tiny preset runs on a laptop CPU in seconds):
   snell compare --config tiny --output-dir runs/snell-compare                # SNELL vs LoRA vs full vs probe
   snell train --config vtab-cifar --backbone ckpt/ViT-B_16.npz --output-dir runs/cifar data.path=data/vtab-1k
   snell train --config tiny --output-dir runs/s8 snell.rank=8 snell.sparsity=0.5 snell.mask=binary
+  snell train --config tiny --backbone vit_tiny_patch16_224 --random-backbone --output-dir runs/random
   snell pretrain-tiny --output-dir runs/tiny-backbone    # regenerates the shipped tiny backbone
   snell import-official --checkpoint 90.5_model_best.pth --config vtab-cifar \
       --output-dir runs/cifar-official data.path=data/vtab-1k   # a checkpoint of the official SNELL code
@@ -42,6 +43,7 @@ def build_parser():
     train.add_argument(
         "--backbone", help="a local checkpoint file (sets model.checkpoint) or a timm model name"
     )
+    _add_random_backbone(train)
     train.add_argument("--output-dir", required=True, help="run directory (metrics, checkpoints, adapter/)")
     train.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
 
@@ -61,12 +63,15 @@ def build_parser():
     cmp_ = verbs.add_parser("compare", help="SNELL vs peft LoRA vs full fine-tuning vs linear probe")
     add_config_arguments(cmp_)
     cmp_.add_argument("--backbone", help="as for train")
+    _add_random_backbone(cmp_)
     cmp_.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
     cmp_.add_argument("--output-dir", required=True)
+    cmp_.add_argument("--resume", action="store_true", help="continue a stopped comparison")
 
     pre = verbs.add_parser("pretrain-tiny", help="train the tiny preset's backbone (a ViT on digits 0-4)")
     add_config_arguments(pre, default_config="tiny-backbone")
     pre.add_argument("--output-dir", required=True)
+    pre.add_argument("--resume", action="store_true", help="continue the run in --output-dir")
 
     imp = verbs.add_parser(
         "import-official", help="a checkpoint of the official SNELL code as a run directory (eval, merge)"
@@ -84,7 +89,17 @@ def build_parser():
     return parser
 
 
+def _add_random_backbone(parser) -> None:
+    parser.add_argument(
+        "--random-backbone",
+        action="store_true",
+        help="allow tuning a randomly initialised backbone (refused otherwise when model.checkpoint is null)",
+    )
+
+
 def _apply_backbone(args, overrides: list[str]) -> list[str]:
+    if getattr(args, "random_backbone", False):
+        overrides = [*overrides, "random_backbone=true"]
     backbone = getattr(args, "backbone", None)
     if not backbone:
         return overrides
@@ -131,11 +146,11 @@ def _command(argv: Sequence[str] | None) -> int:
     elif args.verb == "compare":
         methods = _methods(args.methods)
         cfg = experiment.load_snell_config(args.config, _apply_backbone(args, overrides_of(args)))
-        rows = compare(cfg, args.output_dir, methods)
+        rows = compare(cfg, args.output_dir, methods, resume=args.resume)
         state.print(format_table(rows))
     elif args.verb == "pretrain-tiny":
         cfg = load_config(args.config, overrides_of(args), ExperimentConfig, experiment.PRESETS)
-        metrics = core_experiment.train(cfg, args.output_dir)
+        metrics = core_experiment.train(cfg, args.output_dir, resume=args.resume)
         state.print(
             json.dumps({"split": "test", **metrics})
             + f"\nbackbone: {Path(args.output_dir) / 'final' / 'model.safetensors'} "

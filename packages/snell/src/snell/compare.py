@@ -14,7 +14,7 @@ from learngene_core import experiment
 from learngene_core.errors import CheckpointError
 from learngene_core.experiment import prepare_run
 
-from .experiment import SnellExperimentConfig, build_base
+from .experiment import SnellExperimentConfig, build_base, check_backbone
 from .model import _is_trainable_extra, find_targets, get_snell_model
 
 METHODS = ("snell", "lora", "full", "linear-probe")
@@ -55,12 +55,19 @@ def method_model(method: str, base: nn.Module, cfg: SnellExperimentConfig) -> nn
 
 
 def compare(
-    cfg: SnellExperimentConfig, output_dir: str | Path, methods: tuple[str, ...] = METHODS
+    cfg: SnellExperimentConfig,
+    output_dir: str | Path,
+    methods: tuple[str, ...] = METHODS,
+    resume: bool = False,
 ) -> list[dict]:
-    """Train each method on `cfg`'s backbone and data; return one row per method (also in compare.json)."""
+    """Train each method on `cfg`'s backbone and data; return one row per method (also in compare.json).
+
+    `resume`: continue a stopped comparison (finished runs are only re-evaluated, the rest resume).
+    """
     output_dir = Path(output_dir)
-    if output_dir.exists() and any(output_dir.iterdir()):
-        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    check_backbone(cfg)
+    if not resume and (output_dir / "compare.json").exists():
+        raise CheckpointError(f"output dir {output_dir} holds a finished comparison; choose another")
     run = prepare_run(cfg)
     rows = []
     for method in methods:
@@ -68,7 +75,7 @@ def compare(
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         start = time.perf_counter()
         metrics = experiment.train(
-            cfg, output_dir / method, model=model, run=run, metadata={"method": method}
+            cfg, output_dir / method, resume=resume, model=model, run=run, metadata={"method": method}
         )
         rows.append(
             {

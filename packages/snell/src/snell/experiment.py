@@ -35,6 +35,21 @@ class SnellExperimentConfig(ExperimentConfig):
     """An ExperimentConfig (model = the backbone, model.checkpoint = its local weights) plus SNELL settings."""
 
     snell: SnellConfig = field(default_factory=SnellConfig)
+    # the pretrained weights model.checkpoint should hold (presets name them; shown when it is missing)
+    expected_checkpoint: str | None = None
+    # tune a randomly initialised backbone when model.checkpoint is null (almost always a mistake: refused)
+    random_backbone: bool = False
+
+
+def check_backbone(cfg: SnellExperimentConfig) -> None:
+    """Refuse to SNELL-tune random weights unless asked to: a forgotten --backbone must not cost a GPU day."""
+    if cfg.model.checkpoint or cfg.random_backbone:
+        return
+    expects = f" This preset expects {cfg.expected_checkpoint}." if cfg.expected_checkpoint else ""
+    raise ConfigError(
+        f"model.checkpoint is not set, so SNELL would tune a randomly initialised {cfg.model.name}.{expects} "
+        "Pass --backbone PATH (or model.checkpoint=PATH), or --random-backbone to tune random weights anyway"
+    )
 
 
 def load_snell_config(config: str | Path, overrides: list[str] | None = None) -> SnellExperimentConfig:
@@ -52,6 +67,7 @@ def train(
     cfg: SnellExperimentConfig, output_dir: str | Path, *, resume: bool = False, run: Run | None = None
 ) -> tuple[dict[str, float], SnellModel]:
     """SNELL-tune the config's backbone; returns the final test metrics and the tuned model."""
+    check_backbone(cfg)
     experiment.check_output_dir(output_dir, cfg, resume)
     run = run or prepare_run(cfg)
     model = get_snell_model(build_base(cfg, run), cfg.snell)

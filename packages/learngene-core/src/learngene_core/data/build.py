@@ -37,6 +37,12 @@ def build_datasets(cfg: DataConfig, seed: int) -> DatasetSplits:
                 )
     if len(splits.train) == 0:  # type: ignore[arg-type]
         raise DataError(f"dataset '{cfg.name}' has no training samples (check data.classes and data.path)")
+    if splits.task == "classification" and (splits.num_classes or 0) < 2:
+        names = f" ({', '.join(splits.class_names)})" if splits.class_names else ""
+        raise DataError(
+            f"dataset '{cfg.name}' has {splits.num_classes} class{names}: a classifier needs at least two "
+            "(every prediction would be right); check data.path and data.classes"
+        )
     return replace(splits, description=splits.describe(cfg.name))
 
 

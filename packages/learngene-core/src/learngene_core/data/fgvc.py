@@ -7,9 +7,9 @@ optional val/ and test/, missing splits carved from train).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..checkpoint import read_json_file
 from ..config import DataConfig
 from ..errors import DataError
 from .catalog import DATASETS
@@ -24,11 +24,8 @@ SOURCE = "download the dataset and set data.path=<fgvc root> data.options.task=N
 
 
 def _read_annotations(path: Path, image_root: Path) -> tuple[list[Path], list[int]]:
-    try:
-        mapping = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(mapping, dict) or not mapping:
+    mapping = read_json_file(path, DataError)
+    if not mapping:
         raise DataError(f"{path}: expected a non-empty mapping of image path to label")
     files, labels = [], []
     for name, label in sorted(mapping.items()):

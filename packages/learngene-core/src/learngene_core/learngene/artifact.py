@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import atomic_write_text, load_weights, save_weights
+from ..checkpoint import atomic_write_text, load_weights, read_json_file, save_weights
 from ..errors import CheckpointError, ConfigError
 
 TENSORS_NAME = "learngene.safetensors"
@@ -64,13 +64,8 @@ class Learngene:
             raise CheckpointError(
                 f"{directory} is not a learngene: no {MANIFEST_NAME} (write one with `extract`)"
             )
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise CheckpointError(f"{manifest_path} is not valid JSON: {exc}") from None
-        for key in ("method", "arch", "spec"):
-            if key not in manifest:
-                raise CheckpointError(f"{manifest_path} has no '{key}': not a learngene manifest")
+        manifest = read_json_file(manifest_path)
+        check_manifest(manifest, manifest_path)
         if method is not None and manifest["method"] != method:
             raise CheckpointError(f"{directory} holds a {manifest['method']} learngene, not {method}")
         return cls(load_weights(directory / TENSORS_NAME), manifest)
@@ -110,3 +105,36 @@ class Learngene:
                 + ", ".join(REGULARISATION_KEYS)
             )
         return {k: v for k, v in kwargs.items() if k in REGULARISATION_KEYS}
+
+
+# manifest fields a learngene cannot be used without, and their JSON types
+_MANIFEST_FIELDS = {"method": str, "arch": dict, "spec": dict}
+_VIT_ARCH_FIELDS = {"embed_dim": int, "num_heads": int, "mlp_ratio": (int, float), "in_chans": int,
+                    "patch_size": int, "img_size": int}  # fmt: skip
+
+
+def check_manifest(manifest: dict[str, Any], path: Path) -> None:
+    """CheckpointError naming the field when a manifest lacks what expand/train read from it, or mistypes it."""
+
+    def need(data: dict[str, Any], fields: dict[str, Any], where: str) -> None:
+        for key, kind in fields.items():
+            value = data.get(key)
+            if value is None or isinstance(value, bool) or not isinstance(value, kind):
+                raise CheckpointError(f"{path}: '{where}{key}' is missing or not {_kind_name(kind)}")
+
+    need(manifest, _MANIFEST_FIELDS, "")
+    backbone = manifest.get("backbone", "timm-vit")
+    if backbone == "timm-vit":
+        need(manifest["arch"], _VIT_ARCH_FIELDS, "arch.")
+        if not isinstance(manifest.get("num_classes"), int) or manifest["num_classes"] < 1:
+            raise CheckpointError(f"{path}: 'num_classes' is missing or not a positive integer")
+    elif backbone == "hf-causal-lm":
+        need(manifest["arch"], {"model_type": str}, "arch.")
+    elif not isinstance(backbone, str):  # other kinds (e.g. layer learngenes) check their own fields
+        raise CheckpointError(f"{path}: 'backbone' is not a string")
+
+
+def _kind_name(kind: Any) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    names = {str: "a string", int: "an integer", float: "a number", dict: "a mapping"}
+    return " or ".join(names[k] for k in kinds)

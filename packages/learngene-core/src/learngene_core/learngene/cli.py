@@ -125,6 +125,7 @@ def build_parser(prog: str, description: str):
     )
     cmp_.add_argument("--load-head", action=argparse.BooleanOptionalAction, help=LOAD_HEAD_HELP)
     cmp_.add_argument("--output-dir", required=True)
+    cmp_.add_argument("--resume", action="store_true", help="continue a stopped comparison")
 
     verbs.add_parser("list", help="list this method's presets")
     return parser
@@ -159,7 +160,7 @@ def method_cli(method: LearngeneMethod, prog: str, description: str, package: st
                 raise ConfigError(f"--depths needs at least one depth, e.g. 2,4,6; got '{args.depths}'")
             for depth in depths:
                 _depth(str(depth))
-            rows = compare(learngene, method, cfg, depths, args.output_dir)
+            rows = compare(learngene, method, cfg, depths, args.output_dir, resume=args.resume)
             print(format_table(rows, cfg.train.epochs))
             print(f"curves: {Path(args.output_dir) / 'compare.png'}")
         else:

@@ -105,8 +105,11 @@ def compare(
     cfg: ExperimentConfig,
     depths: list[int],
     output_dir: str | Path,
+    resume: bool = False,
 ) -> list[CompareRow]:
     """Train learngene- and scratch-initialised descendants of each depth on the same data and budget.
+
+    `resume`: continue a stopped comparison (finished runs are only re-evaluated, the rest resume).
 
     Curves and targets use `cfg.train.best_metric` in the direction of `cfg.train.best_mode` (accuracy for
     images, loss for LMs in the shipped presets). A `DescendantConfig` may give a layout per depth
@@ -133,7 +136,12 @@ def compare(
             print(f"depth {depth}, {init}: {how}")
             run_dir = output_dir / f"depth{depth}-{init}"
             test = experiment.train(
-                cfg, run_dir, model=model, run=run, metadata={"init": init, "depth": depth, "layout": layout}
+                cfg,
+                run_dir,
+                resume=resume,
+                model=model,
+                run=run,
+                metadata={"init": init, "depth": depth, "layout": layout},
             )
             curve = _val_curve(run_dir, metric)
             curves[init] = (curve, test.get(metric, float("nan")), count_parameters(model))

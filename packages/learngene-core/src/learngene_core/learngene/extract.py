@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from accelerate.utils import set_seed
 from torch import nn
 
 from .. import experiment
 from ..checkpoint import load_model_weights, read_metadata
-from ..config import ExperimentConfig, ModelConfig, from_dict, to_dict
+from ..config import ExperimentConfig, ModelConfig, from_dict, read_yaml_file, to_dict
 from ..distill import Distiller
 from ..errors import CheckpointError, ConfigError
 from ..models import build_model, count_parameters
@@ -35,7 +34,7 @@ def load_ancestry(
         if not config_path.is_file():
             raise CheckpointError(f"ancestry.run: {config_path} not found (train one with `learngene train`)")
         run_cfg = from_dict(
-            ExperimentConfig, yaml.safe_load(config_path.read_text()), source=str(config_path)
+            ExperimentConfig, read_yaml_file(config_path, CheckpointError), source=str(config_path)
         )
         weights = run / cfg.checkpoint
         meta = read_metadata(weights)
@@ -88,7 +87,11 @@ def extract(
 ) -> tuple[Learngene, dict[str, float]]:
     """Train the aux net of `method` by distillation and save the learngene in `output_dir`."""
     output_dir = Path(output_dir)
-    if not resume and output_dir.is_dir() and any(output_dir.iterdir()):
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CheckpointError(
+            f"output dir {output_dir} is a file, not a directory; choose another --output-dir"
+        )
+    if not resume and any(p.name != AUX_RUN for p in output_dir.glob("*")):  # aux-run/ is checked by train
         raise CheckpointError(f"output dir {output_dir} is not empty; pass --resume or choose another")
     spec = method.parse_spec(cfg.method)
     run = experiment.prepare_run(cfg)

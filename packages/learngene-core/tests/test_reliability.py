@@ -1,0 +1,170 @@
+"""Bad inputs through the `learngene` console script: one `learngene: error:` line naming the culprit, exit 2.
+
+The table runs in one fresh interpreter (`run_console_cases`: torch is imported once, not per case); one case
+also runs as the installed console script to pin the process-level contract (stderr, exit status).
+"""
+
+from __future__ import annotations
+
+import errno
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from learngene_core.cli import main
+from learngene_core.clitools import run_cli
+from learngene_core.config import load_config, save_config
+from learngene_core.errors import CheckpointError
+from learngene_core.metrics import read_metrics
+from learngene_core.testing import one_error_line, run_console_cases
+
+QUICK = ["train.epochs=1", "train.progress=false"]
+
+
+def _image_folder(root: Path, classes: list[str], per_class: int = 4, corrupt: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    if corrupt:
+        (root / classes[0] / "0.png").write_bytes(b"not a png")
+    return root
+
+
+def _stopped_run_with(tmp: Path, name: str, files: dict[str, bytes]) -> Path:
+    """A run directory as `learngene train --config digits-vit` leaves it, with `files` written into it."""
+    run = tmp / name
+    save_config(load_config("digits-vit", QUICK), run / "config.yaml")
+    for rel, data in files.items():
+        (run / rel).parent.mkdir(parents=True, exist_ok=True)
+        (run / rel).write_bytes(data)
+    return run
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "a-file").write_text("x")
+    (tmp / "latin1.yaml").write_bytes("train:\n  lr: 0.1  # caf\xe9\n".encode("latin-1"))
+    one_class = _image_folder(tmp / "one-class", ["cat"])
+    corrupt = _image_folder(tmp / "corrupt", ["cat", "dog"], corrupt=True)
+    torch.save({"w": Evil()}, tmp / "evil.pt")
+    (tmp / "broken.pt").write_bytes(b"\x80\x02garbage" * 10)
+    bad_meta = _stopped_run_with(
+        tmp,
+        "bad-meta",
+        {"checkpoints/last/metadata.json": b'{"step": 3', "checkpoints/last/training_state.pt": b""},
+    )
+    train = ["train", "--config", "digits-vit"]
+    cases = {
+        "output dir is a file": ([*train, "--output-dir", str(tmp / "a-file"), *QUICK], "a-file is a file"),
+        "output dir inside a file": ([*train, "--output-dir", str(tmp / "a-file" / "run"), *QUICK], "Not a directory"),
+        "non-UTF-8 YAML": (["train", "--config", str(tmp / "latin1.yaml"), "--output-dir", str(tmp / "r1")], "latin1.yaml: not UTF-8"),
+        "lr=.nan": ([*train, "--output-dir", str(tmp / "r2"), "train.lr=.nan", *QUICK], "'train.lr' must be a finite number"),
+        "lr=.inf": ([*train, "--output-dir", str(tmp / "r3"), "train.lr=.inf", *QUICK], "'train.lr' must be a finite number"),
+        "seed=-1": ([*train, "--output-dir", str(tmp / "r4"), "--seed", "-1", *QUICK], "seed must be in [0,"),
+        "patch larger than the image": ([*train, "--output-dir", str(tmp / "r5"), "model.kwargs.patch_size=32", *QUICK], "cannot run on one training sample (inputs (1, 1, 16, 16))"),
+        "one-class image folder": ([*train, "--output-dir", str(tmp / "r6"), "data.name=image-folder", f"data.path={one_class}", *QUICK], "1 class (cat)"),
+        "corrupt image": ([*train, "--output-dir", str(tmp / "r7"), "data.name=image-folder", f"data.path={corrupt}", "data.image_size=16", *QUICK], "0.png"),
+        "NaN loss": ([*train, "--output-dir", str(tmp / "r8"), "train.lr=1e30", *QUICK], "loss became nan"),
+        "corrupt metadata.json on resume": ([*train, "--output-dir", str(bad_meta), "--resume", *QUICK], "metadata.json is not valid JSON"),
+        "hostile .pt checkpoint": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "evil.pt")], "refused"),
+        "corrupt .pt checkpoint": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "broken.pt")], "not a torch checkpoint"),
+    }  # fmt: skip
+    found = run_console_cases("learngene_core.cli", [argv for argv, _ in cases.values()])
+    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+
+
+CASES = [
+    "output dir is a file",
+    "output dir inside a file",
+    "non-UTF-8 YAML",
+    "lr=.nan",
+    "lr=.inf",
+    "seed=-1",
+    "patch larger than the image",
+    "one-class image folder",
+    "corrupt image",
+    "NaN loss",
+    "corrupt metadata.json on resume",
+    "hostile .pt checkpoint",
+    "corrupt .pt checkpoint",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
+    result, culprit = results[case]
+    line = one_error_line(result, "learngene")
+    assert culprit in line, line
+    assert "this must never run" not in result["stdout"] + result["stderr"]
+
+
+def test_the_installed_console_script_exits_2_with_one_line(tmp_path):
+    script = Path(sys.executable).with_name("learngene")
+    (tmp_path / "a-file").write_text("x")
+    cmd = [str(script), "train", "--config", "digits-vit", "--output-dir", str(tmp_path / "a-file")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"learngene: error: output dir {tmp_path / 'a-file'} is a file, "
+                                                "not a directory; choose another --output-dir"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (PermissionError(errno.EACCES, "Permission denied", "/runs/ro/config.yaml"), "Permission denied: /runs/ro/config.yaml"),
+        (OSError(errno.ENOSPC, "No space left on device", "/runs/x/.last.ab.tmp"), "No space left on device: /runs/x/.last.ab.tmp"),
+    ],
+)  # fmt: skip
+def test_file_system_errors_are_one_line_naming_the_path(capsys, error, expected):
+    def command(argv):
+        raise error
+
+    assert run_cli("learngene", command, []) == 2
+    assert capsys.readouterr().err.splitlines() == [f"learngene: error: {expected}"]
+
+
+def test_a_run_stopped_by_nan_loss_reruns_in_place(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--config", "digits-vit", "--output-dir", out, "train.lr=1e30", *QUICK]) == 2
+    assert "loss became nan" in capsys.readouterr().err
+    assert (
+        main(["train", "--config", "digits-vit", "--output-dir", out, "--resume", "train.lr=1e-3", *QUICK])
+        == 2
+    )
+    assert "rerun without --resume to start it over" in capsys.readouterr().err
+    assert main(["train", "--config", "digits-vit", "--output-dir", out, "train.lr=1e-3", *QUICK]) == 0
+    assert load_config(Path(out) / "config.yaml").train.lr == 1e-3
+    steps = [r["step"] for r in read_metrics(Path(out) / "metrics.jsonl") if r["split"] == "train"]
+    assert steps == sorted(set(steps))  # no records of the failed attempt are left
+
+
+def test_metrics_log_with_a_broken_line_names_it_but_a_cut_off_last_line_is_dropped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "split": "train"}\n{"step": 2, "spl')
+    assert read_metrics(path) == [{"step": 1, "split": "train"}]  # a killed write
+    path.write_text('{"step": 1, "split": "train"}\nnot json\n{"step": 3}\n')
+    with pytest.raises(CheckpointError, match=r"metrics.jsonl:2: not a JSON record"):
+        read_metrics(path)
+
+
+def test_a_hand_written_config_yaml_in_the_output_dir_is_not_taken_for_a_run(tmp_path, capsys):
+    out = tmp_path / "project"
+    out.mkdir()
+    (out / "config.yaml").write_text("train:\n  lr: 0.01  # my notes\n")
+    assert main(["train", "--config", str(out / "config.yaml"), "--output-dir", str(out), *QUICK]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (out / "config.yaml").read_text() == "train:\n  lr: 0.01  # my notes\n"

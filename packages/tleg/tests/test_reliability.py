@@ -1,0 +1,88 @@
+"""Bad inputs through the `tleg` console script: one `tleg: error:` line naming the culprit, exit code 2.
+
+The table runs in one fresh interpreter (`run_console_cases`), so torch is imported once for all cases.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from learngene_core.testing import one_error_line, run_console_cases
+from tleg.cli import main
+
+ARCH = {"embed_dim": 64, "num_heads": 4, "mlp_ratio": 4.0, "in_chans": 1, "patch_size": 4, "img_size": 16}
+
+
+def _learngene_dir(root: Path, manifest: bytes) -> Path:
+    root.mkdir()
+    (root / "manifest.json").write_bytes(manifest)
+    return root
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bad")
+    good = {"method": "tleg", "arch": ARCH, "spec": {}, "num_classes": 5}
+    no_patch = {**good, "arch": {k: v for k, v in ARCH.items() if k != "patch_size"}}
+    lgs = {
+        "truncated": _learngene_dir(tmp / "truncated", json.dumps(good)[:40].encode()),
+        "list": _learngene_dir(tmp / "list", b"[1, 2]"),
+        "latin1": _learngene_dir(tmp / "latin1", b'{"method": "tleg\xe9"}'),
+        "no-patch": _learngene_dir(tmp / "no-patch", json.dumps(no_patch).encode()),
+        "string-width": _learngene_dir(
+            tmp / "string-width", json.dumps({**good, "arch": {**ARCH, "embed_dim": "64"}}).encode()
+        ),
+    }
+    ancestry = tmp / "ancestry"
+    ancestry.mkdir()
+    (ancestry / "config.yaml").write_bytes(b"model:\n  name: caf\xe9\n")
+    (tmp / "a-file").write_text("x")
+
+    def expand(lg: str) -> list[str]:
+        return ["expand", "--learngene", str(lgs[lg]), "--depth", "3", "--output-dir", str(tmp / "out")]
+
+    extract = ["extract", "--config", "tiny", "--output-dir"]
+    cases = {
+        "truncated manifest": (expand("truncated"), "manifest.json is not valid JSON"),
+        "manifest is a list": (expand("list"), "manifest.json holds a JSON list"),
+        "non-UTF-8 manifest": (expand("latin1"), "not UTF-8"),
+        "manifest without arch.patch_size": (expand("no-patch"), "'arch.patch_size' is missing"),
+        "manifest with a string width": (expand("string-width"), "'arch.embed_dim' is missing or not an integer"),
+        "non-UTF-8 ancestry config": ([*extract, str(tmp / "lg1"), f"ancestry.run={ancestry}"], "config.yaml: not UTF-8"),
+        "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
+        "extract into a file": ([*extract, str(tmp / "a-file"), f"ancestry.run={ancestry}"], "a-file is a file"),
+    }  # fmt: skip
+    found = run_console_cases("tleg.cli", [argv for argv, _ in cases.values()])
+    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+
+
+CASES = [
+    "truncated manifest",
+    "manifest is a list",
+    "non-UTF-8 manifest",
+    "manifest without arch.patch_size",
+    "manifest with a string width",
+    "non-UTF-8 ancestry config",
+    "extract lr=.inf",
+    "extract into a file",
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
+    result, culprit = results[case]
+    line = one_error_line(result, "tleg")
+    assert culprit in line, line
+
+
+def test_an_extraction_stopped_by_nan_loss_reruns_in_place(tmp_path, capsys, ancestry_dir):
+    out = str(tmp_path / "lg")
+    extract = ["extract", "--config", "tiny", "--output-dir", out, f"ancestry.run={ancestry_dir}"]
+    quick = ["method.aux_depth=2", "train.max_steps=2", "train.progress=false"]
+    assert main([*extract, *quick, "train.lr=1e30"]) == 2
+    assert "loss became nan" in capsys.readouterr().err
+    assert main([*extract, *quick]) == 0  # the same command, a sane lr: no "not empty", no --resume needed
+    assert (Path(out) / "manifest.json").is_file()
