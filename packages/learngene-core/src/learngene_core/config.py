@@ -308,7 +308,7 @@ def read_yaml(config: str | Path, package: str = "learngene_core.configs") -> tu
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        text, source = _read_text(path, ConfigError), str(path)
+        text, source = read_utf8(path, ConfigError), str(path)
     else:
         names = preset_names(package)
         if str(config) not in names:
@@ -326,7 +326,7 @@ def read_yaml(config: str | Path, package: str = "learngene_core.configs") -> tu
     return data, source
 
 
-def _read_text(path: Path, error: type[Exception]) -> str:
+def read_utf8(path: Path, error: type[Exception] = ConfigError) -> str:
     """The UTF-8 text of `path`; `error` naming the file when it is not UTF-8 text."""
     try:
         return path.read_text(encoding="utf-8")
@@ -337,7 +337,7 @@ def _read_text(path: Path, error: type[Exception]) -> str:
 def read_yaml_file(path: Path, error: type[Exception] = ConfigError) -> Any:
     """The YAML data of a side file such as a run's config.yaml; `error` naming the file if it is unreadable."""
     try:
-        return yaml.safe_load(_read_text(path, error))
+        return yaml.safe_load(read_utf8(path, error))
     except yaml.YAMLError as exc:
         raise error(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
 

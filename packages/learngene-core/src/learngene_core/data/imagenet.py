@@ -7,9 +7,10 @@ selection never looks at the reported numbers.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
-from ..config import DataConfig
+from ..config import DataConfig, read_utf8
 from ..errors import DataError
 from .catalog import DATASETS
 from .image_files import Sample, image_file_splits, is_image, scan_split_folders
@@ -111,13 +112,10 @@ def _csv_layout(root: Path, layout: str) -> dict[str, list[Sample]]:
 
 def _read_csv(table: Path, images: Path) -> list[Sample]:
     """(image path, label) rows of one split CSV, checking the columns and that every image exists."""
-    with open(table, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"filename", "label"} <= set(reader.fieldnames):
-            raise DataError(
-                f"{table}: expected a header with columns filename,label, got {reader.fieldnames}"
-            )
-        samples = [(images / row["filename"], row["label"]) for row in reader]
+    reader = csv.DictReader(io.StringIO(read_utf8(table, DataError), newline=""))
+    if reader.fieldnames is None or not {"filename", "label"} <= set(reader.fieldnames):
+        raise DataError(f"{table}: expected a header with columns filename,label, got {reader.fieldnames}")
+    samples = [(images / row["filename"], row["label"]) for row in reader]
     missing = [path for path, _ in samples if not path.is_file()]
     if missing:
         raise DataError(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from ..config import DataConfig
+from ..config import DataConfig, read_utf8
 from ..errors import DataError
 from .catalog import DATASETS
 from .image_files import DEFAULT_IMAGE_SIZE, ImageFiles
@@ -34,7 +34,7 @@ def read_image_list(folder: Path, list_name: str) -> tuple[list[Path], list[int]
     """The (files, labels) named by `folder/list_name`, one `path label` per line; DataError on bad lines."""
     path = folder / list_name
     files, labels = [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_utf8(path, DataError).splitlines(), 1):
         if not line.strip():
             continue
         name, _, label = line.strip().rpartition(" ")
