@@ -111,3 +111,15 @@ def test_loading_leaves_the_global_rng_untouched(tmp_path):
     load_nino(path)
     load_nino(None)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_saved_checkpoint_follows_the_umask(tmp_path):
+    import os
+    import stat
+
+    previous = os.umask(0o022)
+    try:
+        path = save_nino(WNNPlus(hid=4), tmp_path / "w.pt")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # mkstemp alone would make it 0600

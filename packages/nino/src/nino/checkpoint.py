@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from learngene_core.checkpoint import temp_file
 from learngene_core.errors import CheckpointError, LearngeneError
 
 from .model import PAPER_SNAPSHOT_EVERY, NiNoNet, WNNPlus, build_nino, check_model_args, model_args_of
@@ -149,12 +149,11 @@ def save_nino(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temp_file(path)  # mode from the umask, not mkstemp's 0600
     try:
         torch.save({"state_dict": state, "model_args": args, SNAPSHOT_KEY: int(spacing)}, tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

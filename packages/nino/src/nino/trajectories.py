@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from learngene_core.checkpoint import atomic_write_text
+from learngene_core.checkpoint import atomic_write_text, temp_file
 from learngene_core.errors import DataError
 
 INDEX_NAME = "index.json"
@@ -253,14 +252,14 @@ class TrajectoryWriter:
         if states.ndim != 2 or states.shape[1] != trajectory.num_params:
             raise DataError(f"states of shape {states.shape} do not match {trajectory.num_params} parameters")
         trajectory.file = f"traj_{len(self.records):05d}.npy"
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".traj.", suffix=".npy.tmp")
-        os.close(fd)
+        target = self.root / trajectory.file
+        tmp = temp_file(target)  # mode from the umask, not mkstemp's 0600
         try:
             with open(tmp, "wb") as fh:
                 np.save(fh, states.astype(np.float16))
-            os.replace(tmp, self.root / trajectory.file)
+            os.replace(tmp, target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
         self.records.append(trajectory.meta())
         index = {"format": FORMAT, "trajectories": self.records}
