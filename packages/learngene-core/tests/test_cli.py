@@ -51,6 +51,13 @@ def test_eval_reproduces_the_final_test_accuracy(tmp_path, capsys):
     assert main(["eval", "--run", str(out)]) == 0
     evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert evaluated["accuracy"] == pytest.approx(trained["accuracy"])
+    threads = json.loads((out / "final" / "metadata.json").read_text())[
+        "threads"
+    ]  # the run records its threads
+    assert threads["threads"] == torch.get_num_threads() and threads["source"] in (
+        "default",
+        "OMP_NUM_THREADS",
+    )
 
 
 def test_existing_output_dir_is_refused_and_left_untouched(tmp_path, capsys):

@@ -29,6 +29,8 @@ def test_lm_loss_falls_and_both_losses_are_logged(tiny_run):
     train = records(tiny_run, "train")
     assert train[-1]["lm_loss"] < train[0]["lm_loss"] - 0.3
     assert all(r["blc_loss"] > 0 for r in train)
+    for r in train:  # each line's loss is the sum of its logged parts (all averaged over the same steps)
+        assert abs(r["loss"] - (r["lm_loss"] + r["blc_loss"])) < 1e-5 * max(1.0, r["loss"]), r
     assert records(tiny_run, "test")[0]["loss"] < 5.0  # answer tokens; uniform over 257 bytes is 5.55
 
 

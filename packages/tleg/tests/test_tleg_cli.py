@@ -312,5 +312,5 @@ def test_verb_help_exits_zero(capsys, verb):
 def test_list_shows_the_tleg_presets(capsys):
     code, out, err = run(capsys, "list")
     assert code == 0 and err == ""
-    names = [line.strip() for line in out.splitlines()[1:]]
+    names = [line.split()[0] for line in out.splitlines()[1:] if line.strip()]  # "name  description"
     assert "tiny" in names and "tiny-descendant" in names

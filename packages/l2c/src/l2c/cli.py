@@ -25,7 +25,10 @@ examples (the tiny preset runs on a laptop CPU in minutes):
 
 def build_parser():
     parser = make_parser(
-        "l2c", "L2C: class-incremental learning with a task selector and cooperating LoRA experts.", EXAMPLES
+        "l2c",
+        "L2C: class-incremental learning with a task selector and cooperating LoRA experts.",
+        EXAMPLES,
+        presets="l2c.configs",
     )
     verbs = parser.add_subparsers(
         dest="verb", required=True, metavar="{run,train-selector,train-experts,eval,list}"
@@ -53,7 +56,7 @@ def build_parser():
     evaluate.add_argument("--run", required=True, help="a run directory with trained experts")
     evaluate.add_argument("--topk", type=int, default=None, help="experts per sample (default: eval.topk)")
 
-    verbs.add_parser("list", help="list the presets")
+    verbs.add_parser("list", help="list the presets", threads=False)
     return parser
 
 

@@ -6,28 +6,26 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from accelerate import PartialState
-
-from . import experiment
-from .clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from .config import ExperimentConfig, load_config, preset_names, read_yaml
-from .data import DATASETS
-from .methods import discover_methods
+from .clitools import add_config_arguments, format_presets, make_parser, overrides_of, run_cli
 
 EXAMPLES = """\
 examples:
   learngene list
   learngene train --config digits-vit --output-dir runs/digits
-  learngene train --config digits-vit --output-dir runs/digits-lr train.lr=3e-4 train.epochs=5
+  learngene train --config digits-vit --output-dir runs/lr3e-4 train.lr=3e-4 train.epochs=10 data.batch_size=32
   learngene train --config digits-vit --output-dir runs/digits --resume     # continue an interrupted run
-  learngene eval --run runs/digits --split test
-  accelerate launch -m learngene_core.cli train --config my.yaml --output-dir runs/big   # multi-GPU
-  ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m learngene_core.cli train ...   # 2 CPU processes
+  learngene eval --run runs/digits --checkpoint best --split test
+  learngene train --config digits-vit --output-dir runs/digits-2t --threads 2  # more threads on free cores
+  accelerate launch --multi_gpu --num_processes 4 -m learngene_core.cli train --config my.yaml --output-dir runs/big  # GPUs
+  ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m learngene_core.cli train --config digits-vit --output-dir runs/ddp
 """
+PRESETS = "learngene_core.configs"
 
 
 def build_parser():
-    parser = make_parser("learngene", "Train, evaluate and list models of the learngene toolkit.", EXAMPLES)
+    parser = make_parser(
+        "learngene", "Train, evaluate and list models of the learngene toolkit.", EXAMPLES, presets=PRESETS
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="{train,eval,list}")
 
     train = verbs.add_parser("train", help="train a model from a preset or YAML config", epilog=EXAMPLES)
@@ -46,24 +44,32 @@ def build_parser():
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
     evaluate.add_argument("overrides", nargs="*", metavar="key.sub=value")
 
-    verbs.add_parser("list", help="list presets, datasets and installed method packages")
+    verbs.add_parser("list", help="list presets, datasets and installed method packages", threads=False)
     return parser
 
 
 def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb == "list":
+        _list()
+        return 0
+    from accelerate import PartialState
+
     if args.verb == "train":
+        from . import experiment
+        from .config import ExperimentConfig, load_config
+
         cfg = load_config(args.config, overrides_of(args), ExperimentConfig)
         metrics = experiment.train(cfg, args.output_dir, resume=args.resume)
         PartialState().print(json.dumps({"split": "test", **metrics}))
-    elif args.verb == "eval":
-        PartialState().print(json.dumps({"split": args.split, **_evaluate(args)}))
     else:
-        _list()
+        PartialState().print(json.dumps({"split": args.split, **_evaluate(args)}))
     return 0
 
 
 def _evaluate(args) -> dict[str, float]:
+    from . import experiment
+    from .config import ExperimentConfig, load_config
     from .errors import ConfigError
 
     run = Path(args.run) if args.run else None
@@ -77,12 +83,10 @@ def _evaluate(args) -> dict[str, float]:
 
 
 def _list() -> None:
-    print("presets (--config NAME):")
-    for name in preset_names():
-        data, _ = read_yaml(name)
-        print(
-            f"  {name:<18} {data.get('model', {}).get('name', '')} on {data.get('data', {}).get('name', '')}"
-        )
+    from .data import DATASETS  # the dataset registry imports torch; presets and methods do not
+    from .methods import discover_methods
+
+    print(format_presets(PRESETS))
     print("datasets (data.name=NAME):")
     for name in DATASETS:
         print(f"  {name:<18} {(DATASETS.get(name).__doc__ or '').strip().splitlines()[0]}")

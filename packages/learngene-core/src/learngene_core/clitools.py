@@ -1,12 +1,19 @@
-"""The shared shape of every console script: common arguments and one-line errors instead of tracebacks."""
+"""The shared shape of every console script: common arguments, readable help, `--threads`, one-line errors.
+
+A console script built from these helpers answers `--help` without importing torch: build the parser from
+this module (and `config`, which needs only PyYAML) and import the heavy modules inside the command that
+needs them. See the learngene-core README, "Writing a console script".
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from importlib import resources
 
 from .errors import LearngeneError
+from .threads import add_threads_argument, apply_threads
 
 
 def add_config_arguments(
@@ -31,13 +38,66 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
     return list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
 
 
-def make_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog=prog,
-        description=description,
-        epilog=epilog,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+class CliParser(argparse.ArgumentParser):
+    """An ArgumentParser that prints descriptions and epilogs as written (examples stay one per line), for
+    itself and every sub-command; sub-commands get `--threads N` unless added with `threads=False`, and parsing
+    applies it (before a command that imports torch lazily has imported it)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Verbs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if hasattr(parsed, "threads"):
+            apply_threads(parsed.threads)
+        return parsed, extras
+
+
+class _Verbs(argparse._SubParsersAction):
+    def add_parser(self, name: str, *, threads: bool = True, **kwargs) -> argparse.ArgumentParser:
+        parser = super().add_parser(name, **kwargs)
+        if threads:
+            add_threads_argument(parser)
+        return parser
+
+
+def make_parser(
+    prog: str, description: str, epilog: str = "", *, presets: str | None = None
+) -> argparse.ArgumentParser:
+    """The top-level parser of a console script; `presets` (a package of YAML presets) lists them in the help."""
+    if presets is not None:
+        epilog = f"{epilog.rstrip()}\n\n{format_presets(presets)}".lstrip()
+    return CliParser(prog=prog, description=description, epilog=epilog)
+
+
+def preset_description(text: str) -> str:
+    """The first sentence of a YAML file's leading comment (indented comment lines, i.e. commands, skipped)."""
+    words = []
+    for line in text.lstrip().splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("#   "):
+            words.append(line.lstrip("#").strip())
+    paragraph = " ".join(w for w in words if w)
+    end = paragraph.find(". ")
+    return (paragraph[: end + 1] if end >= 0 else paragraph).rstrip(":")
+
+
+def preset_descriptions(package: str) -> dict[str, str]:
+    """Preset name -> its one-line description (see `preset_description`), sorted by name."""
+    found = resources.files(package).iterdir()
+    return dict(
+        sorted((p.name[:-5], preset_description(p.read_text())) for p in found if p.name.endswith(".yaml"))
     )
+
+
+def format_presets(package: str, heading: str = "presets (--config NAME):") -> str:
+    """The presets of `package`, one per line with their description."""
+    described = preset_descriptions(package)
+    width = max((len(name) for name in described), default=0) + 2
+    return "\n".join([heading, *(f"  {name:<{width}}{text}" for name, text in described.items())])
 
 
 def describe_os_error(exc: OSError) -> str:

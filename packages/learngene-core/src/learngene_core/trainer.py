@@ -44,6 +44,7 @@ from .config import TrainConfig
 from .errors import CheckpointError, ModelError, TrainingError
 from .metrics import METRICS_NAME, PLOT_NAME, MetricsLog, plot_metrics
 from .tasks import Task
+from .threads import thread_record
 
 LossFn = Callable[[nn.Module, Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
 LossTerm = Callable[[nn.Module, Any, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -151,7 +152,10 @@ class Trainer:
         self.loss_terms = list(loss_terms)
         self.callbacks = list(callbacks)
         self.eval_fn = eval_fn
-        self.metadata = dict(metadata or {})
+        self.metadata = {
+            "threads": thread_record(),
+            **(metadata or {}),
+        }  # in every checkpoint's metadata.json
         self.state = TrainState()
         self._pending_rng: dict[str, Any] | None = None  # RNG state of a resumed checkpoint, set in fit()
 
@@ -206,7 +210,7 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 30.0,  # keep CI logs short
             dynamic_ncols=True,
         )
-        running, running_count = 0.0, 0
+        running, running_count, running_parts = 0.0, 0, {}  # sums over the steps since the last log line
         while self.state.step < self.total_steps:
             self.train_loader.set_epoch(self.state.epoch)
             batches = self.train_loader
@@ -230,6 +234,8 @@ class Trainer:
                 self.state.batch_in_epoch += 1
                 running += value
                 running_count += 1
+                for name, part in parts.items():
+                    running_parts[name] = running_parts.get(name, 0.0) + part.detach().float()
                 if not acc.sync_gradients:
                     continue
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
@@ -241,8 +247,9 @@ class Trainer:
                         cb.on_step_end(self)
                 step = self.state.step
                 if step % cfg.log_every == 0 or step == self.total_steps:
-                    self._log_train(running / running_count, lr, parts, bar)
-                    running, running_count = 0.0, 0
+                    mean_parts = {name: total / running_count for name, total in running_parts.items()}
+                    self._log_train(running / running_count, lr, mean_parts, bar)  # loss = sum of its parts
+                    running, running_count, running_parts = 0.0, 0, {}
                 end_of_epoch = self.state.batch_in_epoch == len(self.train_loader)
                 if end_of_epoch:
                     self.state.epoch += 1

@@ -6,14 +6,14 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from accelerate import PartialState
-
-from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import load_config, preset_names
+from learngene_core.clitools import (
+    add_config_arguments,
+    format_presets,
+    make_parser,
+    overrides_of,
+    run_cli,
+)
 from learngene_core.errors import ConfigError
-
-from . import experiment
-from .experiment import LoraMoEExperimentConfig
 
 PRESETS = "loramoe.configs"
 EXAMPLES = """\
@@ -21,18 +21,16 @@ examples:
   loramoe train --config tiny --output-dir runs/loramoe-tiny
   loramoe train --config tiny --output-dir runs/no-lbc loramoe.blc_weight=0
   loramoe eval --run runs/loramoe-tiny
-  loramoe generate --adapter runs/loramoe-tiny/adapter --prompt "Reverse the letters of the word.
-abcd"
-  loramoe import-official --adapter official/checkpoint-5000 --base /models/Llama-2-7b-hf \
-      --output-dir runs/official-adapter                # an adapter of the official LoRAMoE code
-  accelerate launch --multi_gpu --num_processes 8 -m loramoe.cli train --config llama2-7b \\
-      --output-dir runs/7b model.name=/models/Llama-2-7b-hf data.path=/data/loramoe \\
-      data.options.tokenizer=/models/Llama-2-7b-hf
+  loramoe generate --adapter runs/loramoe-tiny/adapter --prompt "$(printf 'Reverse the letters of the word.\\nabcd')"
+  loramoe import-official --adapter official/output --base /models/Llama-2-7b-hf --output-dir runs/imported   # an adapter of the official LoRAMoE code
+  accelerate launch --multi_gpu --num_processes 8 -m loramoe.cli train --config llama2-7b --output-dir runs/7b model.name=/models/Llama-2-7b-hf data.path=/data/loramoe data.options.tokenizer=/models/Llama-2-7b-hf
 """
 
 
 def build_parser():
-    parser = make_parser("loramoe", "LoRAMoE: LoRA experts with a router and localised balancing.", EXAMPLES)
+    parser = make_parser(
+        "loramoe", "LoRAMoE: LoRA experts with a router and localised balancing.", EXAMPLES, presets=PRESETS
+    )
     verbs = parser.add_subparsers(
         dest="verb", required=True, metavar="{train,eval,generate,import-official,list}"
     )
@@ -67,12 +65,22 @@ def build_parser():
     imp.add_argument("--alpha", type=float, help="lora_alpha when the adapter has no adapter_config.json")
     imp.add_argument("--tokenizer", help="local tokenizer directory (default: the base's, if it has one)")
 
-    verbs.add_parser("list", help="list the shipped presets")
+    verbs.add_parser("list", help="list the shipped presets", threads=False)
     return parser
 
 
 def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb == "list":
+        print(format_presets(PRESETS))
+        return 0
+    from accelerate import PartialState
+
+    from learngene_core.config import load_config
+
+    from . import experiment
+    from .experiment import LoraMoEExperimentConfig
+
     state = PartialState()
     if args.verb == "train":
         cfg = load_config(args.config, overrides_of(args), LoraMoEExperimentConfig, PRESETS)
@@ -94,7 +102,7 @@ def _command(argv: Sequence[str] | None) -> int:
             raise ConfigError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
         for answer in experiment.generate(args.adapter, args.prompt, args.max_new_tokens, args.base):
             print(answer)
-    elif args.verb == "import-official":
+    else:  # import-official
         model = experiment.import_official(
             args.adapter, args.base, args.output_dir, args.alpha, args.tokenizer
         )
@@ -104,9 +112,6 @@ def _command(argv: Sequence[str] | None) -> int:
             f"{cfg.alpha:g}) from {args.adapter} into {args.output_dir}; try: loramoe generate --adapter "
             f"{args.output_dir} --prompt TEXT"
         )
-    else:
-        for name in preset_names(PRESETS):
-            print(name)
     return 0
 
 

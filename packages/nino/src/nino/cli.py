@@ -8,20 +8,29 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import load_config, preset_names, save_config
+from learngene_core.clitools import (
+    add_config_arguments,
+    format_presets,
+    make_parser,
+    overrides_of,
+    run_cli,
+)
+from learngene_core.config import load_config, save_config
 from learngene_core.errors import CheckpointError, ConfigError, LearngeneError
 
 PROG = "nino"
 PRESETS = "nino.configs"
 
 EPILOG = """examples:
-  nino collect --config collect-cpu --output runs/traj          # AdamW trajectories of the CPU tasks
-  nino metatrain --data runs/traj --output runs/nino            # meta-train NiNo on them (metatrain-cpu)
-  nino train --config train-cnn-digits --compare --output runs/cmp   # AdamW vs AdamW + NiNo, one PNG
-  nino train --config train-cnn-digits --optimizer nino --output runs/n ckpt=runs/nino/nino.pt
-  nino graph --model fm16-cnn                                    # node/edge counts by type
   nino list                                                      # presets, tasks and models
+  nino graph --model fm16-cnn                                    # node/edge counts by type
+  nino train --config train-cnn-digits --compare --output runs/cmp   # AdamW vs AdamW + NiNo, one PNG
+  nino train --config train-cnn-digits --optimizer nino --output runs/n lr=3e-3 steps=500
+  nino collect --config collect-tiny --output runs/traj-tiny      # AdamW trajectories (collect-cpu: the shipped run)
+  nino metatrain --config metatrain-tiny --data runs/traj-tiny --output runs/nino-tiny   # meta-train NiNo on them
+  nino train --config train-tiny --optimizer nino --output runs/m --ckpt runs/nino-tiny/nino.pt
+  nino collect --config collect-cpu --output runs/traj            # the shipped checkpoint's data (minutes)
+  nino metatrain --config metatrain-cpu --data runs/traj --output runs/nino-cpu
 """
 
 
@@ -175,28 +184,22 @@ def _plot_adjacency(graph, path: Path) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     from .tasks import MODELS, task_names
 
-    print("presets:", ", ".join(preset_names(PRESETS)))
+    print(format_presets(PRESETS))
     print("tasks:", ", ".join(task_names()))
     print("models (nino graph --model):", ", ".join(MODELS.names()))
     return 0
 
 
-def _add_threads(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--threads", type=int, default=1,
-        help="torch CPU threads (default 1: tiny models run fastest on one, and never oversubscribe a busy machine)",
-    )  # fmt: skip
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = make_parser(PROG, "NiNo: neuron-interaction nowcasting that wraps any torch optimizer.", EPILOG)
+    parser = make_parser(
+        PROG, "NiNo: neuron-interaction nowcasting that wraps any torch optimizer.", EPILOG, presets=PRESETS
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="record AdamW trajectories of tasks x seeds")
     add_config_arguments(p, default_config="collect-cpu", example="steps=500 seeds=[0,1]")
     _add_output(p)
     p.add_argument("--resume", action="store_true", help="add the runs missing from an existing dataset")
-    _add_threads(p)
     p.set_defaults(fn=cmd_collect)
 
     p = sub.add_parser("metatrain", help="meta-train a NiNo network on a trajectory dataset")
@@ -210,7 +213,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="rerun an interrupted or failed run in place: its files are cleared and it starts over "
         "(to keep its last saved weights, start a new run with --init OUTPUT/nino.pt instead)",
     )  # fmt: skip
-    _add_threads(p)
     p.set_defaults(fn=cmd_metatrain)
 
     p = sub.add_parser("train", help="train a task with AdamW, AdamW + NiNo, or both (--compare)")
@@ -228,7 +230,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true",
         help="rerun an interrupted or failed run in place (same command): its files are cleared and it starts over",
     )  # fmt: skip
-    _add_threads(p)
     p.set_defaults(fn=cmd_train)
 
     p = sub.add_parser("graph", help="print a model's neural-graph node/edge counts by type")
@@ -236,21 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, help="also draw the adjacency into this PNG")
     p.set_defaults(fn=cmd_graph)
 
-    p = sub.add_parser("list", help="presets, tasks and models")
+    p = sub.add_parser("list", help="presets, tasks and models", threads=False)
     p.set_defaults(fn=cmd_list)
     return parser
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    threads = getattr(args, "threads", None)
-    if threads is not None:
-        if threads <= 0:
-            raise ConfigError(f"--threads must be >= 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    args = build_parser().parse_args(argv)
     if getattr(args, "period", None) is not None and args.period <= 0:
         raise ConfigError(f"--period must be a positive number of steps, got {args.period}")
     return args.fn(args)

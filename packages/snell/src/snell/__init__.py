@@ -1,21 +1,16 @@
 """SNELL: sparse tuning with kernelised LoRA for timm backbones, at LoRA-level memory."""
 
-from .config import SnellConfig
-from .kernels import KERNELS
-from .layers import SnellLinear
-from .model import SnellModel, get_snell_model
-from .official import import_official, load_official_state
-from .sparsify import sparsify
+from learngene_core.lazy import lazy_exports
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "KERNELS",
-    "SnellConfig",
-    "SnellLinear",
-    "SnellModel",
-    "get_snell_model",
-    "import_official",
-    "load_official_state",
-    "sparsify",
-]
+__all__ = lazy_exports(
+    __name__,
+    {
+        ".config": ["SnellConfig"],
+        ".kernels": ["KERNELS"],
+        ".layers": ["SnellLinear"],
+        ".model": ["SnellModel", "get_snell_model"],
+        ".official": ["import_official", "load_official_state"],
+        ".sparsify": ["sparsify"],
+    },
+)

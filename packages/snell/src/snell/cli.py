@@ -6,35 +6,34 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-import timm
-from accelerate import PartialState
-
-from learngene_core import experiment as core_experiment
-from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import ExperimentConfig, load_config, preset_names, read_yaml
+from learngene_core.clitools import (
+    add_config_arguments,
+    format_presets,
+    make_parser,
+    overrides_of,
+    run_cli,
+)
 from learngene_core.errors import ConfigError
-from learngene_core.registry import did_you_mean
 
-from . import experiment
-from .compare import METHODS, compare, format_table
-
+PRESETS = "snell.configs"
 EXAMPLES = """\
 examples (the tiny preset runs on a laptop CPU in seconds):
   snell train --config tiny --output-dir runs/snell-tiny
   snell eval --run runs/snell-tiny --split test
-  snell merge --run runs/snell-tiny --output-dir runs/snell-tiny-merged     # a plain timm checkpoint
+  snell merge --run runs/snell-tiny --output-dir runs/snell-merged     # a plain timm checkpoint
   snell compare --config tiny --output-dir runs/snell-compare                # SNELL vs LoRA vs full vs probe
-  snell train --config vtab-cifar --backbone ckpt/ViT-B_16.npz --output-dir runs/cifar data.path=data/vtab-1k
+  snell train --config vtab-cifar --backbone ckpt/ViT-B_16.npz --output-dir runs/vtab-cifar data.path=data/vtab-1k
   snell train --config tiny --output-dir runs/s8 snell.rank=8 snell.sparsity=0.5 snell.mask=binary
   snell train --config tiny --backbone vit_tiny_patch16_224 --random-backbone --output-dir runs/random
-  snell pretrain-tiny --output-dir runs/tiny-backbone    # regenerates the shipped tiny backbone
-  snell import-official --checkpoint 90.5_model_best.pth --config vtab-cifar \
-      --output-dir runs/cifar-official data.path=data/vtab-1k   # a checkpoint of the official SNELL code
+  snell pretrain-tiny --config tiny-backbone --output-dir runs/tiny-backbone    # regenerates the shipped tiny backbone
+  snell import-official --checkpoint 90.5_model_best.pth --config vtab-cifar --output-dir runs/cifar-official data.path=data/vtab-1k snell.sparsity=0.9   # official SNELL code
 """
 
 
 def build_parser():
-    parser = make_parser("snell", "SNELL: sparse tuning with kernelised LoRA for timm backbones.", EXAMPLES)
+    parser = make_parser(
+        "snell", "SNELL: sparse tuning with kernelised LoRA for timm backbones.", EXAMPLES, presets=PRESETS
+    )
     verbs = parser.add_subparsers(
         dest="verb", required=True, metavar="{train,eval,merge,compare,pretrain-tiny,import-official,list}"
     )
@@ -64,7 +63,9 @@ def build_parser():
     add_config_arguments(cmp_)
     cmp_.add_argument("--backbone", help="as for train")
     _add_random_backbone(cmp_)
-    cmp_.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    cmp_.add_argument(
+        "--methods", default=None, help="comma-separated methods (default: all: snell,lora,full,linear-probe)"
+    )
     cmp_.add_argument("--output-dir", required=True)
     cmp_.add_argument("--resume", action="store_true", help="continue a stopped comparison")
 
@@ -85,7 +86,7 @@ def build_parser():
         "--output-dir", required=True, help="run directory to write (config.yaml, final/, adapter/)"
     )
 
-    verbs.add_parser("list", help="list presets and kernels")
+    verbs.add_parser("list", help="list presets and kernels", threads=False)
     return parser
 
 
@@ -105,6 +106,10 @@ def _apply_backbone(args, overrides: list[str]) -> list[str]:
         return overrides
     if Path(backbone).expanduser().is_file():
         return [*overrides, f"model.checkpoint={backbone}"]
+    import timm
+
+    from learngene_core.registry import did_you_mean
+
     if timm.is_model(backbone):
         return [*overrides, f"model.name={backbone}", "model.checkpoint=null"]
     raise ConfigError(
@@ -113,7 +118,11 @@ def _apply_backbone(args, overrides: list[str]) -> list[str]:
     )
 
 
-def _methods(text: str) -> tuple[str, ...]:
+def _methods(text: str | None) -> tuple[str, ...]:
+    from .compare import METHODS
+
+    if text is None:
+        return METHODS
     methods = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
@@ -125,6 +134,17 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb == "list":
+        _list()
+        return 0
+    from accelerate import PartialState
+
+    from learngene_core import experiment as core_experiment
+    from learngene_core.config import ExperimentConfig, load_config
+
+    from . import experiment
+    from .compare import compare, format_table
+
     state = PartialState()
     if args.verb == "train":
         cfg = experiment.load_snell_config(args.config, _apply_backbone(args, overrides_of(args)))
@@ -156,27 +176,20 @@ def _command(argv: Sequence[str] | None) -> int:
             + f"\nbackbone: {Path(args.output_dir) / 'final' / 'model.safetensors'} "
             "(copy it to packages/snell/src/snell/assets/tiny-vit-digits04.safetensors to update the shipped one)"
         )
-    elif args.verb == "import-official":
+    else:  # import-official
         cfg = experiment.load_snell_config(args.config, _apply_backbone(args, overrides_of(args)))
         meta = experiment.import_official(args.checkpoint, cfg, args.output_dir)
         state.print(
             f"imported {meta['branches']} SNELL branches and {meta['base_tensors']} backbone tensors from "
             f"{args.checkpoint} into {args.output_dir}; evaluate with: snell eval --run {args.output_dir}"
         )
-    else:
-        _list()
     return 0
 
 
 def _list() -> None:
-    from .kernels import KERNELS
+    print(format_presets(PRESETS), flush=True)
+    from .kernels import KERNELS  # imports torch
 
-    print("presets (--config NAME):")
-    for name in preset_names(experiment.PRESETS):
-        data, _ = read_yaml(name, experiment.PRESETS)
-        print(
-            f"  {name:<26} {data.get('data', {}).get('name', '')} {data.get('data', {}).get('options', '')}"
-        )
     print("kernels (snell.kernel=NAME):")
     for k in KERNELS.values():
         print(f"  {k.name:<10} {k.help}")

@@ -1,6 +1,6 @@
 """SWS: stage-wise weight sharing; one shared block per stage initialises ViTs of any depth (IJCAI 2024)."""
 
-from .method import SWS, SWSSpec
+from learngene_core.lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["SWS", "SWSSpec"]
+__all__ = lazy_exports(__name__, {".method": ["SWS", "SWSSpec"]})
