@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import load_config, preset_names
+from learngene_core.config import load_config
 from learngene_core.learngene.inherit import learngene_summary
-from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_expand, run_train
+from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_descendant_verb
 
 from .condense import LEARNGENE_DIR, METHOD, condense, format_scores
 from .config import CondenseConfig
@@ -32,7 +32,6 @@ def build_parser():
     add_config_arguments(con, "tiny", example="ancestry.run=runs/heur/collective/task-02 method.k=3")
     con.add_argument("--output-dir", required=True, help="run directory (pseudo-descendant run, learngene/)")
     add_descendant_verbs(verbs, "tiny-descendant")
-    verbs.add_parser("list", help="list presets")
     return parser
 
 
@@ -43,14 +42,8 @@ def _command(argv: Sequence[str] | None) -> int:
         learngene, choice = condense(cfg, args.output_dir)
         print(format_scores(choice, learngene.manifest["layer_prefixes"]))
         print(learngene_summary(learngene, Path(args.output_dir) / LEARNGENE_DIR))
-    elif args.verb == "expand":
-        run_expand(args, METHOD)
-    elif args.verb == "train":
-        run_train(args, METHOD, PACKAGE, overrides_of(args))
     else:
-        print("presets (--config NAME):")
-        for name in preset_names(PACKAGE):
-            print(f"  {name}")
+        run_descendant_verb(args, METHOD, PACKAGE)
     return 0
 
 

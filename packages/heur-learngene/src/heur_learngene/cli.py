@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import load_config, preset_names
+from learngene_core.config import load_config
 from learngene_core.errors import ConfigError
 from learngene_core.learngene.inherit import learngene_summary
-from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_expand, run_train
+from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_descendant_verb
 
 from .collective import LEARNGENE_DIR, METHOD, rechoose, run_collective
 from .config import CollectiveConfig
@@ -49,7 +49,6 @@ def build_parser():
         "overrides", nargs="*", metavar="key.sub=value", help="e.g. method.criterion=gradient method.k=3"
     )
     add_descendant_verbs(verbs, "tiny-descendant")
-    verbs.add_parser("list", help="list presets")
     return parser
 
 
@@ -63,14 +62,8 @@ def _command(argv: Sequence[str] | None) -> int:
         layers = None if args.layers is None else _ints(args.layers)
         learngene, choice = rechoose(args.run, list(args.overrides), layers, args.output_dir)
         _report(learngene, choice, args.output_dir)
-    elif args.verb == "expand":
-        run_expand(args, METHOD)
-    elif args.verb == "train":
-        run_train(args, METHOD, PACKAGE, overrides_of(args))
     else:
-        print("presets (--config NAME):")
-        for name in preset_names(PACKAGE):
-            print(f"  {name}")
+        run_descendant_verb(args, METHOD, PACKAGE)
     return 0
 
 

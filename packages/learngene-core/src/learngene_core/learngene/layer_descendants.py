@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 from .. import experiment
 from ..checkpoint import WEIGHTS_NAME, save_weights, write_dir_atomically
-from ..clitools import add_config_arguments
-from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, load_config
+from ..clitools import add_config_arguments, overrides_of
+from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, load_config, preset_names
 from ..errors import ConfigError
 from ..models import count_parameters
 from .artifact import Learngene
@@ -42,7 +42,7 @@ class LayerDescendantConfig:
 
 
 def add_descendant_verbs(verbs: argparse._SubParsersAction, default_config: str) -> None:
-    """`expand` (write a descendant) and `train` (train one, from the learngene or from random init)."""
+    """`expand` (write a descendant), `train` (train one, from the learngene or from random init) and `list`."""
     exp = verbs.add_parser("expand", help="write a descendant (learngene layers + fresh rest + new head)")
     exp.add_argument("--learngene", required=True, help="a learngene directory")
     exp.add_argument("--num-classes", type=int, required=True, help="classes of the new head")
@@ -61,6 +61,19 @@ def add_descendant_verbs(verbs: argparse._SubParsersAction, default_config: str)
     )  # fmt: skip
     train.add_argument("--output-dir", required=True)
     train.add_argument("--resume", action="store_true")
+    verbs.add_parser("list", help="list presets")
+
+
+def run_descendant_verb(args: argparse.Namespace, method: str, package: str) -> None:
+    """Run the `expand`, `train` or `list` verb added by `add_descendant_verbs`."""
+    if args.verb == "expand":
+        run_expand(args, method)
+    elif args.verb == "train":
+        run_train(args, method, package, overrides_of(args))
+    else:
+        print("presets (--config NAME):")
+        for name in preset_names(package):
+            print(f"  {name}")
 
 
 def run_expand(args: argparse.Namespace, method: str) -> None:
