@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from learngene_core.clitools import format_presets, make_parser, preset_description
-from learngene_core.threads import DEFAULT_THREADS, choose_threads, thread_record
+from learngene_core.threads import choose_threads, thread_record
 
 EXAMPLES = "examples:\n  tool train --config tiny --output-dir runs/a   # one\n  tool eval --run runs/a\n"
 
@@ -26,7 +26,7 @@ def parser():
 
 @pytest.fixture
 def restore_threads(monkeypatch):
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
         monkeypatch.delenv(name, raising=False)
     before = torch.get_num_threads()
     yield
@@ -43,13 +43,44 @@ def test_threads_option_sets_torch_threads_and_the_environment(restore_threads):
     assert thread_record()["source"] == "changed in code after --threads"
 
 
-def test_default_is_one_thread_unless_omp_num_threads_says_otherwise(restore_threads, monkeypatch):
-    assert choose_threads() == {"threads": DEFAULT_THREADS, "source": "default"} and DEFAULT_THREADS == 1
+def test_default_is_torch_threads_sleeping_when_idle_else_one(restore_threads, monkeypatch):
+    # torch is imported in this process without a passive wait policy: spinning threads, so one thread
+    assert choose_threads()["threads"] == 1 and choose_threads()["source"].startswith(
+        "default (torch was loaded"
+    )
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    assert choose_threads() == {"threads": None, "source": "default"}  # torch's own count
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert choose_threads() == {"threads": 3, "source": "OMP_NUM_THREADS"}
     assert choose_threads(2) == {"threads": 2, "source": "--threads"}
     monkeypatch.setenv("OMP_NUM_THREADS", "lots")
     assert choose_threads()["source"] == "default"
+
+
+def test_a_console_script_sets_the_passive_wait_policy_before_torch_loads(tmp_path):
+    code = textwrap.dedent(
+        """
+        import os, sys
+        from learngene_core.clitools import make_parser
+        parser = make_parser("tool", "A tool.")
+        parser.add_subparsers(dest="verb").add_parser("train")
+        parser.parse_args(["train"])
+        assert "torch" not in sys.modules and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+        assert "OMP_NUM_THREADS" not in os.environ
+        import torch
+        from learngene_core.threads import thread_record
+        record = thread_record()
+        assert record["source"] == "default" and record["omp_wait_policy"] == "PASSIVE", record
+        assert record["threads"] == torch.get_num_threads()
+        """
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+    }
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("bad", ["0", "-1", "two"])

@@ -1,8 +1,12 @@
 """CPU threads for torch: one `--threads N` option for every console script and a load-proof default.
 
-Small models gain little from more than one thread on an idle machine, and lose badly when another job competes
-for the cores (OpenMP threads spin and wait on each other), so the default is 1 unless `OMP_NUM_THREADS` says
-otherwise. `tools/bench/threads.py` measures the default against torch's own on an idle and a busy machine.
+With OpenMP's default wait policy, torch's threads spin while they wait for each other, so on a busy machine a
+small model trains many times slower than on an idle one (`tools/bench/threads.py`: 20-30x on the shared 2-core
+CI machine). Idle threads that sleep instead (`OMP_WAIT_POLICY=PASSIVE`) remove that; one thread does too, but
+was about 3x slower there. So the default is torch's own thread count with `OMP_WAIT_POLICY=PASSIVE`, which has
+to be set before torch is imported: a console script parses its arguments first and imports torch afterwards.
+Where torch is already loaded without it (a script that imports torch at the top, a test calling `main`), the
+default is one thread. `--threads N` or `OMP_NUM_THREADS` choose the count; an `OMP_WAIT_POLICY` you set is kept.
 This module imports no torch until threads are applied, so `--help` stays fast.
 """
 
@@ -13,7 +17,6 @@ import os
 import sys
 from typing import Any
 
-DEFAULT_THREADS = 1
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _applied: dict[str, Any] = {}
@@ -36,32 +39,42 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
         type=_threads,
         default=None,
         metavar="N",
-        help=f"torch CPU threads (default: $OMP_NUM_THREADS if set, else {DEFAULT_THREADS}: small models run "
-        "about as fast on one and never slow down on a busy machine; raise it for big models on free cores)",
+        help="torch CPU threads (default: $OMP_NUM_THREADS if set, else torch's own count with idle threads "
+        "sleeping, OMP_WAIT_POLICY=PASSIVE, which keeps small models fast on a busy machine)",
     )
 
 
+def _sleeping_threads_possible() -> bool:
+    """Whether torch's idle threads will sleep: torch not loaded yet, or loaded with a passive wait policy."""
+    return "torch" not in sys.modules or os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
+
+
 def choose_threads(requested: int | None = None) -> dict[str, Any]:
-    """The thread count to use and why: `--threads`, else a valid `OMP_NUM_THREADS`, else the default."""
+    """The thread count to use and why; `threads` None means torch's own count (idle threads sleeping)."""
     if requested is not None:
         return {"threads": requested, "source": "--threads"}
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return {"threads": int(env), "source": "OMP_NUM_THREADS"}
-    return {"threads": DEFAULT_THREADS, "source": "default"}
+    if _sleeping_threads_possible():
+        return {"threads": None, "source": "default"}
+    return {"threads": 1, "source": "default (torch was loaded before OMP_WAIT_POLICY could be set)"}
 
 
 def apply_threads(requested: int | None = None) -> dict[str, Any]:
-    """Use the chosen thread count in this process and its children; return the choice (see `thread_record`).
+    """Use the chosen threads in this process and its children; return the choice (see `thread_record`).
 
-    The environment variables are set first, so a torch imported afterwards starts with them; a torch already
+    Environment variables are set first, so a torch imported afterwards starts with them; a torch already
     imported is told through `torch.set_num_threads`.
     """
     choice = choose_threads(requested)
-    for name in THREAD_ENV_VARS:
-        os.environ[name] = str(choice["threads"])
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(choice["threads"])
+    if choice["threads"] is None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    else:
+        for name in THREAD_ENV_VARS:
+            os.environ[name] = str(choice["threads"])
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(choice["threads"])
     _applied.clear()
     _applied.update(choice)
     return dict(choice)
@@ -74,7 +87,7 @@ def thread_record() -> dict[str, Any]:
     threads = torch.get_num_threads()
     if not _applied:
         source = "torch's setting (not started from a console script)"
-    elif _applied["threads"] == threads:
+    elif _applied["threads"] in (None, threads):
         source = _applied["source"]
     else:
         source = "changed in code after --threads"
