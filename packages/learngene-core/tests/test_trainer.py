@@ -579,3 +579,15 @@ def test_mixed_precision_bf16_autocasts_the_forward_on_cpu_and_still_learns(
     assert seen and set(seen) == {dtype}  # every forward of training and evaluation ran in this precision
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay float32
     assert trainer.evaluate()["loss"] < 0.7 * before
+
+
+def test_an_empty_validation_split_is_one_data_error_before_any_work(tmp_path, tiny_loaders, tiny_mlp):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from learngene_core.errors import DataError
+
+    train, _, test = tiny_loaders()
+    empty = DataLoader(TensorDataset(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long)), batch_size=8)
+    with pytest.raises(DataError, match="the val split is empty"):
+        make_trainer(tmp_path / "run", (train, empty, test), tiny_mlp(), config(max_steps=3))
+    assert not (tmp_path / "run").exists()

@@ -41,7 +41,7 @@ from .checkpoint import (
     trainable_state_dict,
 )
 from .config import TrainConfig
-from .errors import CheckpointError, ModelError, TrainingError
+from .errors import CheckpointError, DataError, ModelError, TrainingError
 from .metrics import METRICS_NAME, PLOT_NAME, MetricsLog, plot_metrics
 from .tasks import Task
 from .threads import thread_record
@@ -98,6 +98,19 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_st
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _check_not_empty(loaders: dict[str, DataLoader | None]) -> None:
+    """One DataError naming the split when a loader has no batches (e.g. a task whose classes got no
+    validation samples), instead of a failure deep inside the first evaluation."""
+    for split, loader in loaders.items():
+        try:
+            empty = loader is not None and len(loader) == 0
+        except TypeError:  # an iterable dataset without a length
+            empty = False
+        if empty:
+            hint = "; give the dataset one (e.g. data.options.val_fraction=0.1)" if split == "val" else ""
+            raise DataError(f"the {split} split is empty (0 batches){hint}")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -170,6 +183,7 @@ class Trainer:
         groups += default_param_groups(extra, cfg.weight_decay)
         optimizer = build_optimizer(cfg, groups)
         loaders = (train_loader, val_loader, test_loader)
+        _check_not_empty(dict(zip(("train", "val", "test"), loaders)))
         self._raw_train_loader = train_loader
         modules = [model, extra] if any(True for _ in extra.parameters()) else [model]
         prepared = self.accelerator.prepare(*modules, optimizer, *[dl for dl in loaders if dl is not None])
