@@ -21,7 +21,7 @@ HEAVY = ("torch", "timm", "transformers", "accelerate", "peft", "torch_geometric
 # Scripts not yet on the shared helper: their --help still imports torch and lists no preset descriptions
 # (tleg and sws: learngene_core.learngene.cli imports torch at the top). Their owners switch them over
 # (learngene-core README, "Writing a console script") and delete them from this set.
-ADOPTING = {"auto-learngene", "heur-learngene", "learngene-pool", "sws", "tleg"}
+ADOPTING = {"auto-learngene", "heur-learngene", "sws", "tleg"}
 
 PROBE = """
 import contextlib, io, json, sys

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import ExperimentConfig, load_config, preset_names
+from learngene_core.config import ExperimentConfig, load_config
 from learngene_core.errors import ConfigError
 
 PACKAGE = "learngene_pool.configs"
@@ -40,10 +39,9 @@ def build_parser():
         "learngene-pool",
         "Learngene Pool: distil one ancestry into auxiliary ViTs, pool their blocks and stitch them into descendants.",
         EXAMPLES,
+        presets=PACKAGE,
     )
-    verbs = parser.add_subparsers(
-        dest="verb", required=True, metavar="{distill,build,list,init,train,eval,presets}"
-    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="{distill,build,list,init,train,eval}")
 
     distill = verbs.add_parser(
         "distill", help="distil the ancestry into one auxiliary ViT (its blocks join the pool)"
@@ -60,7 +58,7 @@ def build_parser():
     build.add_argument("--resume", action="store_true", help="continue an interrupted build")
 
     listing = verbs.add_parser(
-        "list", help="every descendant of a pool with parameters and FLOPs, smallest first"
+        "list", help="every descendant of a pool with parameters and FLOPs, smallest first", threads=False
     )
     listing.add_argument("--pool", required=True, help="a pool directory written by build")
     listing.add_argument("--json", help="also write the rows to this JSON file")
@@ -85,8 +83,6 @@ def build_parser():
     evaluate.add_argument("--pool", required=True)
     evaluate.add_argument("--config-id", default="all", help="a config id from `list`, or all (default)")
     evaluate.add_argument("--split", default="test", choices=["train", "val", "test"])
-
-    verbs.add_parser("presets", help="list the shipped presets")
     return parser
 
 
@@ -146,11 +142,6 @@ def _command(argv: Sequence[str] | None) -> int:
         ids = None if args.config_id == "all" else [_config_id(args.config_id)]
         for row in evaluate_descendants(cfg, args.pool, ids, args.split):
             print(json.dumps({"split": args.split, **row}))
-    else:
-        print("presets (--config NAME):")
-        for name in preset_names(PACKAGE):
-            first = resources.files(PACKAGE).joinpath(f"{name}.yaml").read_text().splitlines()[0]
-            print(f"  {name:<16} {first.lstrip('# ')}")
     return 0
 
 
