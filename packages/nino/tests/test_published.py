@@ -122,3 +122,12 @@ def test_the_real_files_download_from_a_local_copy_and_verify(monkeypatch, tmp_p
     assert sum(p.numel() for p in load_nino("nino-no-posw").parameters()) == 549_992
     assert sum(p.numel() for p in load_nino("nino-mlp").parameters()) == 57_384
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nino_mlp.pt", "nino_no_posw.pt"]
+
+
+def test_the_cached_file_gets_the_umask_mode(mirror):
+    old = os.umask(0o022)
+    try:
+        path = resolve_checkpoint("nino-mlp")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from learngene_core.checkpoint import temp_file
 from learngene_core.errors import CheckpointError
 
 __all__ = ["PUBLISHED", "REPO", "COMMIT", "cache_dir", "checkpoint_names", "resolve_checkpoint"]
@@ -118,22 +118,21 @@ def _fetch(name: str) -> Path:
     logger.info("downloading NiNo checkpoint %s from %s to %s", name, url, target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_file(target)  # the umask's mode, not mkstemp's 0600
     except OSError as exc:
         raise CheckpointError(
-            f"cannot create the NiNo cache folder {target.parent}: {exc.strerror}"
+            f"cannot write to the NiNo cache folder {target.parent}: {exc.strerror}"
         ) from None
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{entry.filename}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
+        with tmp.open("wb") as out, urllib.request.urlopen(url, timeout=TIMEOUT_SECONDS) as response:
             for block in iter(lambda: response.read(1 << 20), b""):
                 out.write(block)
-        found = _sha256(Path(tmp))
+        found = _sha256(tmp)
         if found != entry.sha256:
             raise CheckpointError(
                 f"the file downloaded from {url} has sha256 {found[:12]}..., not the published {name}'s "
                 f"{entry.sha256[:12]}...; nothing was saved"
             )
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a cache file is as readable as any
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
@@ -143,11 +142,5 @@ def _fetch(name: str) -> Path:
             "folder holding it"
         ) from None
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
