@@ -58,7 +58,7 @@ def build_descendant(
         if init == "learngene":
             model, inheritance = expand(learngene, method, layout)
             return model, summarize_inheritance(inheritance)
-        return backbone.create(learngene.arch, len(layout)), "scratch: every tensor freshly initialised"
+        return backbone.create(learngene.arch, len(layout)), "every tensor freshly initialised"
     channels, img_size = run.splits.input_shape[0], run.splits.input_shape[1]
     if channels != learngene.arch["in_chans"]:
         raise ConfigError(
@@ -77,7 +77,7 @@ def build_descendant(
     kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, regularisation=regularisation)
     return timm.create_model(
         VIT_NAME, pretrained=False, **kwargs
-    ), "scratch: every tensor freshly initialised"
+    ), "every tensor freshly initialised"
 
 
 @dataclass
@@ -162,7 +162,12 @@ def format_table(rows: list[CompareRow], epochs: int) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        reach = f"{r.epochs_to_scratch_final}/{epochs}" if r.epochs_to_scratch_final else f"not in {epochs}"
+        if r.init == "scratch":
+            reach = "-"  # the reference itself
+        else:
+            reach = (
+                f"{r.epochs_to_scratch_final}/{epochs}" if r.epochs_to_scratch_final else f"not in {epochs}"
+            )
         lines.append(
             f"| {r.depth} | {r.init} | {r.parameters:,} | {r.first_epoch_val:.3f} | {r.final_test:.3f} | {reach} |"
         )
