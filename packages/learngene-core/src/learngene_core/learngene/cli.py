@@ -22,12 +22,12 @@ from .methods import LearngeneMethod
 
 EXAMPLES = """\
 examples (tiny presets run on a laptop CPU in a minute or two):
-  learngene train --config digits-ancestry --output-dir runs/ancestry
-  {prog} extract --config tiny --output-dir runs/{prog}-lg ancestry.run=runs/ancestry
+  learngene train --config digits-ancestry --output-dir runs/{prog}-ancestry
+  {prog} extract --config tiny --output-dir runs/{prog}-lg ancestry.run=runs/{prog}-ancestry
   {prog} expand --learngene runs/{prog}-lg --depth 6 --num-classes 5 --output-dir runs/{prog}-d6
-  {prog} train --init learngene:runs/{prog}-lg --depth 6 --config tiny-descendant --output-dir runs/{prog}-train
-  {prog} train --init scratch --depth 6 --config tiny-descendant --output-dir runs/scratch-train
-  {prog} compare --learngene runs/{prog}-lg --depths 2,4,6 --config tiny-descendant --output-dir runs/{prog}-cmp
+  {prog} train --init learngene:runs/{prog}-lg --depth 4 --config tiny-descendant --output-dir runs/{prog}-d4
+  {prog} train --init scratch --learngene runs/{prog}-lg --depth 4 --config tiny-descendant --output-dir runs/{prog}-scratch-d4
+  {prog} compare --learngene runs/{prog}-lg --depths 2,4,6 --config tiny-descendant --output-dir runs/{prog}-compare
 """
 
 

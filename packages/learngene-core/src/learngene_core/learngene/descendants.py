@@ -75,9 +75,7 @@ def build_descendant(
         )  # fmt: skip
         return model, summarize_inheritance(inheritance)
     kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, regularisation=regularisation)
-    return timm.create_model(
-        VIT_NAME, pretrained=False, **kwargs
-    ), "every tensor freshly initialised"
+    return timm.create_model(VIT_NAME, pretrained=False, **kwargs), "every tensor freshly initialised"
 
 
 @dataclass
