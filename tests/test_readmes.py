@@ -25,8 +25,8 @@ OUTPUT_OPTIONS = ("--output-dir", "--output", "--plot")
 # owners align them and delete them from this set; every other README runs and is checked.
 PENDING = {"auto-learngene", "heur-learngene", "l2c", "learngene-pool"}
 CHECKED = [r for r in READMES if r.parent.name not in PENDING]
-# READMEs whose blocks have not had a green run yet (checked statically only until then).
-NOT_YET_RUN = {"sws", "tleg"}
+# READMEs whose blocks have not had a green run on the current code yet (checked statically until then).
+NOT_YET_RUN = {"nino", "snell", "sws", "tleg"}
 
 
 def readme_id(readme: Path) -> str:
