@@ -26,7 +26,7 @@ OUTPUT_OPTIONS = ("--output-dir", "--output", "--plot")
 PENDING = {"auto-learngene", "heur-learngene", "l2c", "learngene-pool"}
 CHECKED = [r for r in READMES if r.parent.name not in PENDING]
 # READMEs whose blocks have not had a green run on the current code yet (checked statically until then).
-NOT_YET_RUN = {"nino", "snell", "sws", "tleg"}
+NOT_YET_RUN = {"sws", "tleg"}
 
 
 def readme_id(readme: Path) -> str:
