@@ -25,15 +25,13 @@ OUTPUT_OPTIONS = ("--output-dir", "--output", "--plot")
 # owners align them and delete them from this set; every other README runs and is checked.
 PENDING = {"auto-learngene", "heur-learngene", "l2c", "learngene-pool"}
 CHECKED = [r for r in READMES if r.parent.name not in PENDING]
-# READMEs whose blocks have not had a green run on the current code yet (checked statically until then).
-NOT_YET_RUN = {"sws", "tleg"}
 
 
 def readme_id(readme: Path) -> str:
     return str(readme.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("readme", [r for r in CHECKED if r.parent.name not in NOT_YET_RUN], ids=readme_id)
+@pytest.mark.parametrize("readme", CHECKED, ids=readme_id)
 def test_readme_commands_run_as_written(readme, tmp_path):
     """All blocks of one README, in order, in a fresh directory (a reader following that README)."""
     runnable = [b for b in blocks(readme) if b.skip is None and b.script().strip()]
