@@ -75,7 +75,7 @@ def results(tmp_path_factory):
         "lr=.nan": ([*train, "--output-dir", str(tmp / "r2"), "train.lr=.nan", *QUICK], "'train.lr' must be a finite number"),
         "lr=.inf": ([*train, "--output-dir", str(tmp / "r3"), "train.lr=.inf", *QUICK], "'train.lr' must be a finite number"),
         "seed=-1": ([*train, "--output-dir", str(tmp / "r4"), "--seed", "-1", *QUICK], "seed must be in [0,"),
-        "patch larger than the image": ([*train, "--output-dir", str(tmp / "r5"), "model.kwargs.patch_size=32", *QUICK], "cannot run on one training sample (inputs (1, 1, 16, 16))"),
+        "patch larger than the image": ([*train, "--output-dir", str(tmp / "r5"), "model.kwargs.patch_size=32", *QUICK], "cannot run on a training batch (inputs (2, 1, 16, 16))"),
         "one-class image folder": ([*train, "--output-dir", str(tmp / "r6"), "data.name=image-folder", f"data.path={one_class}", *QUICK], "1 class (cat)"),
         "corrupt image": ([*train, "--output-dir", str(tmp / "r7"), "data.name=image-folder", f"data.path={corrupt}", "data.image_size=16", *QUICK], "0.png"),
         "NaN loss": ([*train, "--output-dir", str(tmp / "r8"), "train.lr=1e30", *QUICK], "loss became nan"),

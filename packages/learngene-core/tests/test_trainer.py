@@ -326,7 +326,7 @@ def test_non_finite_parameters_stop_training_and_keep_the_last_good_checkpoint(
 def test_a_model_that_cannot_run_on_the_data_fails_before_the_first_step(tmp_path, tiny_loaders):
     wrong_width = nn.Linear(5, 3)  # the data has 8 features
     trainer = make_trainer(tmp_path, tiny_loaders(), wrong_width, config())
-    with pytest.raises(ModelError, match=r"cannot run on one training sample \(inputs \(1, 8\)\)"):
+    with pytest.raises(ModelError, match=r"cannot run on a training batch \(inputs \(2, 8\)\)"):
         trainer.fit()
     assert not (tmp_path / "metrics.jsonl").exists()
 

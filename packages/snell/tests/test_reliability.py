@@ -45,7 +45,7 @@ def results(tmp_path_factory):
         "a timm name as backbone": (train("o2", "--backbone", "vit_small_patch16_224"), "--random-backbone"),
         "hostile backbone file": (train("o3", "--backbone", str(tmp / "evil.pth")), "refused"),
         "corrupt backbone file": (train("o4", "--backbone", str(tmp / "broken.pth")), "not a torch checkpoint"),
-        "patch larger than the image": (train("o5", "--random-backbone", "model.checkpoint=null", "model.kwargs.patch_size=32"), "cannot run on one training sample"),
+        "patch larger than the image": (train("o5", "--random-backbone", "model.checkpoint=null", "model.kwargs.patch_size=32"), "cannot run on a training batch"),
         "lr=.inf": ([*train("o6"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "non-UTF-8 run config": (["eval", "--run", str(run)], "config.yaml: not UTF-8"),
     }  # fmt: skip

@@ -450,7 +450,7 @@ class Trainer:
         self.accelerator.print(f"resumed from {last} at step {self.state.step}/{self.total_steps}")
 
     def _check_model_fits_data(self) -> None:
-        """One eval-mode forward pass on one training sample, so a model/data mismatch (a patch larger than the
+        """One eval-mode forward pass on a batch of two training samples, so a model/data mismatch (a patch larger than the
         image, a wrong channel count) is one ModelError before the first step, not a traceback inside it.
 
         Every RNG is restored afterwards: building the probe batch must not change the run (bitwise resume).
@@ -461,7 +461,9 @@ class Trainer:
             return
         rng = _rng_state()
         try:
-            batch = (loader.collate_fn or default_collate)([loader.dataset[0]])
+            # two samples, not one: a batch-level collate (timm's Mixup) needs an even batch
+            samples = [loader.dataset[i] for i in range(min(2, len(loader.dataset)))]  # type: ignore[arg-type]
+            batch = (loader.collate_fn or default_collate)(samples)
             inputs, targets = send_to_device(batch, self.accelerator.device)
             model = self.model
             was_training = model.training
@@ -474,7 +476,7 @@ class Trainer:
                 name = type(self.accelerator.unwrap_model(model)).__name__
                 shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
                 raise ModelError(
-                    f"the model ({name}) cannot run on one training sample (inputs {shape}): {first}"
+                    f"the model ({name}) cannot run on a training batch (inputs {shape}): {first}"
                 ) from None
             finally:
                 model.train(was_training)
