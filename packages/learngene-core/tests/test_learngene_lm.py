@@ -218,3 +218,13 @@ def test_lm_learngene_round_trips_and_refuses_other_width(tmp_path):
     back.check_model_kwargs({"hidden_size": 32, "num_hidden_layers": 9}, "model.kwargs")
     with pytest.raises(ConfigError, match="hidden_size"):
         back.check_model_kwargs({"hidden_size": 48}, "model.kwargs")
+
+
+def test_lm_descendant_kwargs_other_than_the_learngenes_own_are_refused_not_dropped():
+    lg, _ = make_learngene("llama")
+    own = {k: v for k, v in lg.arch.items() if k == "hidden_size"}
+    assert own and lg.descendant_model_kwargs(own, "model.kwargs") == {}
+    with pytest.raises(ConfigError, match="attention_dropout=0.1 but the shift learngene has"):
+        lg.descendant_model_kwargs({"attention_dropout": 0.1}, "model.kwargs")  # a config value of its own
+    with pytest.raises(ConfigError, match=r"model\.kwargs\.drop_path_rate: a language-model descendant"):
+        lg.descendant_model_kwargs({"drop_path_rate": 0.1}, "model.kwargs")  # no such LM config key

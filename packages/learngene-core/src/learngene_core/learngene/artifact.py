@@ -90,12 +90,18 @@ class Learngene:
 
     def descendant_model_kwargs(self, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
         """The regularisation keys of a ViT descendant's `model.kwargs` (drop_path_rate, drop_rate, ...), to apply.
+        An LM descendant applies none: a key that is not the learngene's own is refused, never dropped silently.
 
         Architecture keys equal to the learngene's are accepted (they change nothing); any other key would change
         the descendant's shape, which the learngene and --depth fix, so it is refused instead of dropped.
         """
         self.check_model_kwargs(kwargs, where)
         if self.backbone != "timm-vit":
+            if other := [k for k in kwargs if k not in self.arch]:
+                raise ConfigError(
+                    f"{where}.{other[0]}: a language-model descendant takes its whole config from the learngene "
+                    "and --depth; model.kwargs may only repeat the learngene's own values (nothing else is applied)"
+                )
             return {}
         shape_keys = [k for k in kwargs if k not in REGULARISATION_KEYS and k not in ARCH_KEYS]
         if shape_keys:
