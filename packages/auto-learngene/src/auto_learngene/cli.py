@@ -15,9 +15,9 @@ from .config import CondenseConfig
 
 PACKAGE = "auto_learngene.configs"
 EXAMPLES = """\
-examples (tiny presets: digits, a laptop CPU, minutes; the ancestry here is heur-learngene's collective model):
-  heur-learngene collective --config tiny --output-dir runs/heur
-  auto-learngene condense --config tiny --output-dir runs/auto ancestry.run=runs/heur/collective/task-02
+examples (tiny presets: digits, a laptop CPU, minutes; any `learngene train` run is an ancestry):
+  learngene train --config digits-ancestry --output-dir runs/ancestry
+  auto-learngene condense --config tiny --output-dir runs/auto ancestry.run=runs/ancestry
   auto-learngene expand --learngene runs/auto/learngene --num-classes 2 --output-dir runs/auto-d
   auto-learngene train --learngene runs/auto/learngene --config tiny-descendant --output-dir runs/auto-d67
 """

@@ -18,14 +18,11 @@ from .criterion import format_ranking
 PACKAGE = "heur_learngene.configs"
 EXAMPLES = """\
 examples (tiny presets: digits, a laptop CPU, minutes):
-  heur-learngene collective --config tiny --output-dir runs/heur          # stream of digits 0-5, 3 tasks
-  heur-learngene choose --run runs/heur --output-dir runs/heur-lg-grad method.criterion=gradient method.k=2
-  heur-learngene choose --run runs/heur --layers 11,12 --output-dir runs/heur-lg-ref    # the reference's pick
+  heur-learngene collective --config tiny --output-dir runs/heur       # digits 0-5 as 3 tasks; prints the ranking
   heur-learngene expand --learngene runs/heur/learngene --num-classes 2 --output-dir runs/heur-d
   heur-learngene train --learngene runs/heur/learngene --config tiny-descendant --output-dir runs/heur-d67
-  heur-learngene train --learngene runs/heur/learngene --init random --config tiny-descendant --output-dir runs/rand
-  heur-learngene train --learngene runs/heur/learngene --config tiny-descendant --output-dir runs/d89 \\
-      data.classes=[8,9] data.samples_per_class=10
+  heur-learngene train --learngene runs/heur/learngene --init random --config tiny-descendant --output-dir runs/heur-rand-d67
+  heur-learngene choose --run runs/heur --layers 11,12 --output-dir runs/heur-ref   # the reference's pick, no retraining
 """
 
 
