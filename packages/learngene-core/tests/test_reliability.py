@@ -1,6 +1,6 @@
 """Bad inputs through the `learngene` console script: one `learngene: error:` line naming the culprit, exit 2.
 
-The table runs in one fresh interpreter (`run_console_cases`: torch is imported once, not per case); one case
+The table runs in one fresh interpreter (`run_named_console_cases`: torch is imported once, not per case); one case
 also runs as the installed console script to pin the process-level contract (stderr, exit status).
 """
 
@@ -21,7 +21,7 @@ from learngene_core.clitools import run_cli
 from learngene_core.config import load_config, save_config
 from learngene_core.errors import CheckpointError
 from learngene_core.metrics import read_metrics
-from learngene_core.testing import one_error_line, run_console_cases
+from learngene_core.testing import one_error_line, run_named_console_cases
 
 QUICK = ["train.epochs=1", "train.progress=false"]
 
@@ -83,8 +83,7 @@ def results(tmp_path_factory):
         "hostile .pt checkpoint": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "evil.pt")], "refused"),
         "corrupt .pt checkpoint": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "broken.pt")], "not a torch checkpoint"),
     }  # fmt: skip
-    found = run_console_cases("learngene_core.cli", [argv for argv, _ in cases.values()])
-    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+    return run_named_console_cases("learngene_core.cli", cases)
 
 
 CASES = [

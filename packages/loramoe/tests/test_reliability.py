@@ -1,6 +1,6 @@
 """Bad inputs through the `loramoe` console script: one `loramoe: error:` line naming the culprit, exit 2.
 
-The table runs in one fresh interpreter (`run_console_cases`), so torch and transformers are imported once.
+The table runs in one fresh interpreter (`run_named_console_cases`), so torch and transformers are imported once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from learngene_core.testing import one_error_line, run_console_cases, tiny_lm_config
+from learngene_core.testing import one_error_line, run_named_console_cases, tiny_lm_config
 
 
 def train(out: Path, *overrides: str) -> list[str]:
@@ -58,8 +58,7 @@ def results(tmp_path_factory):
         "adapter without a base model": ([*gen, str(adapter)], "records no base model; pass --base"),
         "hostile .bin base model": ([*gen, str(adapter), "--base", str(hostile_base)], "refused"),
     }  # fmt: skip
-    found = run_console_cases("loramoe.cli", [argv for argv, _ in cases.values()], cwd=str(tmp))
-    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+    return run_named_console_cases("loramoe.cli", cases, cwd=str(tmp))
 
 
 CASES = [

@@ -1,6 +1,6 @@
 """Bad inputs through the `snell` console script: one `snell: error:` line naming the culprit, exit code 2.
 
-The table runs in one fresh interpreter (`run_console_cases`), so torch is imported once for all cases.
+The table runs in one fresh interpreter (`run_named_console_cases`), so torch is imported once for all cases.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from learngene_core.testing import one_error_line, run_console_cases
+from learngene_core.testing import one_error_line, run_named_console_cases
 
 
 class Evil:
@@ -49,8 +49,7 @@ def results(tmp_path_factory):
         "lr=.inf": ([*train("o6"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "non-UTF-8 run config": (["eval", "--run", str(run)], "config.yaml: not UTF-8"),
     }  # fmt: skip
-    found = run_console_cases("snell.cli", [argv for argv, _ in cases.values()])
-    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+    return run_named_console_cases("snell.cli", cases)
 
 
 CASES = [

@@ -1,6 +1,6 @@
 """Bad inputs through the `sws` console script: one `sws: error:` line naming the culprit, exit code 2.
 
-The table runs in one fresh interpreter (`run_console_cases`), so torch is imported once for all cases.
+The table runs in one fresh interpreter (`run_named_console_cases`), so torch is imported once for all cases.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from learngene_core.testing import one_error_line, run_console_cases
+from learngene_core.testing import one_error_line, run_named_console_cases
 
 ARCH = {"embed_dim": 64, "num_heads": 4, "mlp_ratio": 4.0, "in_chans": 1, "patch_size": 4, "img_size": 16}
 
@@ -37,8 +37,7 @@ def results(tmp_path_factory):
         "non-UTF-8 config": (["extract", "--config", str(tmp / "latin1.yaml"), "--output-dir", str(tmp / "o1")], "not UTF-8"),
         "seed=-1": (["extract", "--config", "tiny", "--output-dir", str(tmp / "o2"), "seed=-1"], "seed must be in [0,"),
     }  # fmt: skip
-    found = run_console_cases("sws.cli", [argv for argv, _ in cases.values()])
-    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+    return run_named_console_cases("sws.cli", cases)
 
 
 CASES = [

@@ -1,6 +1,6 @@
 """Bad inputs through the `tleg` console script: one `tleg: error:` line naming the culprit, exit code 2.
 
-The table runs in one fresh interpreter (`run_console_cases`), so torch is imported once for all cases.
+The table runs in one fresh interpreter (`run_named_console_cases`), so torch is imported once for all cases.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from learngene_core.testing import one_error_line, run_console_cases
+from learngene_core.testing import one_error_line, run_named_console_cases
 from tleg.cli import main
 
 ARCH = {"embed_dim": 64, "num_heads": 4, "mlp_ratio": 4.0, "in_chans": 1, "patch_size": 4, "img_size": 16}
@@ -55,8 +55,7 @@ def results(tmp_path_factory):
         "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "extract into a file": ([*extract, str(tmp / "a-file"), f"ancestry.run={ancestry}"], "a-file is a file"),
     }  # fmt: skip
-    found = run_console_cases("tleg.cli", [argv for argv, _ in cases.values()])
-    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+    return run_named_console_cases("tleg.cli", cases)
 
 
 CASES = [

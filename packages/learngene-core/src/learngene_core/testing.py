@@ -199,6 +199,14 @@ def run_console_cases(
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_named_console_cases(
+    module: str, cases: dict[str, tuple[list[str], str]], cwd: str | None = None
+) -> dict[str, tuple[dict[str, Any], str]]:
+    """`run_console_cases` over a table `{case name: (argv, culprit)}`; returns `{case name: (result, culprit)}`."""
+    found = run_console_cases(module, [argv for argv, _ in cases.values()], cwd=cwd)
+    return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
+
+
 def one_error_line(result: dict[str, Any], prog: str) -> str:
     """The single `prog: error: ...` line a bad input must produce (exit code 2, nothing else on stderr)."""
     lines = [line for line in result["stderr"].splitlines() if line.strip()]
