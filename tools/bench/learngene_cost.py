@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 from pathlib import Path
 
 SETTINGS = {
@@ -62,8 +63,31 @@ def curve_of(run_dir: Path) -> list[tuple[int, float]]:
     return [(r["step"], r["accuracy"]) for r in read_metrics(run_dir / METRICS_NAME) if r["split"] == "val"]
 
 
+def train_scratch(work: Path, run, overrides: list[str], learngene, depth: int, example, batch: int,
+                  lr: float) -> dict:  # fmt: skip
+    """One scratch descendant of `depth` layers at learning rate `lr`: its val curve, plateau, test accuracy."""
+    from learngene_core import experiment
+    from learngene_core.config import load_config
+    from learngene_core.learngene import DescendantConfig, build_descendant
+    from learngene_core.learngene.cost import forward_flops, plateau, step_flops
+    from tleg import TLEG
+
+    cfg = load_config("tiny-descendant", [*overrides, f"train.lr={lr}"], DescendantConfig, "tleg.configs")
+    model, _ = build_descendant("scratch", learngene, TLEG(), list(range(depth)), run)
+    run_dir = work / f"scratch-d{depth}-lr{lr}"
+    test = experiment.train(cfg, run_dir, model=model, run=run)
+    curve = curve_of(run_dir)
+    return {"curve": curve, "plateau": plateau(curve), "test": test["accuracy"],
+            "flops_per_step": step_flops(forward_flops(model, example), batch)}  # fmt: skip
+
+
 def run_seed(
-    seed: int, depths: list[int], lrs: list[float], settings: list[str], smoke: bool = False
+    seed: int,
+    depths: list[int],
+    lrs: list[float],
+    settings: list[str],
+    smoke: bool = False,
+    max_extensions: int = 2,
 ) -> dict:
     """Everything of one seed: per setting, the aux nets, scratch's sweep and the learngene descendants."""
     _threads()
@@ -77,8 +101,9 @@ def run_seed(
         expand,
         extract,
     )
-    from learngene_core.learngene.cost import forward_flops, plateau, step_flops, steps_to_reach
+    from learngene_core.learngene.cost import forward_flops, step_flops, steps_to_reach
     from learngene_core.learngene.extract import load_ancestry
+    from learngene_core.sweep import sweep
     from sws import SWS
     from tleg import TLEG
 
@@ -132,25 +157,19 @@ def run_seed(
             result["aux"] = aux
             per_depth: dict = {}
             for depth in depths:
-                scratch_runs = {}
-                for lr in lrs:
-                    cfg = load_config("tiny-descendant", [*common, *desc_data, *SPLIT, *schedule, f"train.lr={lr}"],
-                                      DescendantConfig, "tleg.configs")  # fmt: skip
-                    model, _ = build_descendant("scratch", learngenes["tleg"], methods["tleg"][0],
-                                                list(range(depth)), run)  # fmt: skip
-                    run_dir = work / f"scratch-d{depth}-lr{lr}"
-                    test = experiment.train(cfg, run_dir, model=model, run=run)
-                    curve = curve_of(run_dir)
-                    scratch_runs[lr] = {"curve": curve, "plateau": plateau(curve), "test": test["accuracy"]}
-                best_lr = max(lrs, key=lambda lr: scratch_runs[lr]["plateau"])
+                scratch_run = partial(train_scratch, work, run, [*common, *desc_data, *SPLIT, *schedule],
+                                      learngenes["tleg"], depth, example, batch)  # fmt: skip
+                tuned = sweep(scratch_run, lrs, score=lambda r: r["plateau"], max_extensions=max_extensions)
+                scratch_runs, best_lr = tuned.results, tuned.best
                 best = scratch_runs[best_lr]
                 target = best["plateau"]
-                flops_per_step = step_flops(forward_flops(model, example), batch)
+                flops_per_step = best["flops_per_step"]
                 row = {
                     "scratch": {
                         "best_lr": best_lr,
                         "plateau": target,
                         "plateau_by_lr": {str(lr): r["plateau"] for lr, r in scratch_runs.items()},
+                        "best_at_edge": tuned.at_edge,
                         "steps": steps_to_reach(best["curve"], target),
                         "test": best["test"],
                         "curve": best["curve"],
@@ -308,7 +327,13 @@ def main() -> None:
     )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--depths", default="2,4,6")
-    parser.add_argument("--lrs", default="1e-3,3e-3,1e-2", help="scratch's learning-rate sweep")
+    parser.add_argument("--lrs", default="1e-3,3e-3,1e-2", help="scratch's learning-rate grid")
+    parser.add_argument(
+        "--max-extensions",
+        type=int,
+        default=2,
+        help="points the sweep may add past an edge of the grid while its best rate is there",
+    )
     parser.add_argument("--settings", default="transfer,same-task")
     parser.add_argument("--workers", type=int, default=1, help="seeds run in parallel (each on one thread)")
     parser.add_argument(
@@ -331,7 +356,10 @@ def main() -> None:
     else:
         results = []
         with ProcessPoolExecutor(args.workers) as pool:
-            jobs = [pool.submit(run_seed, seed, depths, lrs, settings, args.smoke) for seed in seeds]
+            jobs = [
+                pool.submit(run_seed, seed, depths, lrs, settings, args.smoke, args.max_extensions)
+                for seed in seeds
+            ]
             for job in as_completed(jobs):
                 results.append(job.result())
                 if args.json:
