@@ -13,8 +13,18 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM
 
+from learngene_core import experiment
+from learngene_core.config import ExperimentConfig, from_dict
 from learngene_core.errors import ConfigError
-from learngene_core.learngene import AuxNet, Learngene, LearngeneMethod, backbone_named, backbone_of, expand
+from learngene_core.learngene import (
+    AuxNet,
+    Learngene,
+    LearngeneMethod,
+    backbone_named,
+    backbone_of,
+    build_descendant,
+    expand,
+)
 from learngene_core.learngene.methods import fresh_block_tensor
 from learngene_core.testing import LM_DEPTH_KEY, LM_LAYERS, TINY_VOCAB, tiny_lm_config
 
@@ -220,11 +230,71 @@ def test_lm_learngene_round_trips_and_refuses_other_width(tmp_path):
         back.check_model_kwargs({"hidden_size": 48}, "model.kwargs")
 
 
-def test_lm_descendant_kwargs_other_than_the_learngenes_own_are_refused_not_dropped():
+# the dropout keys of each LM config (its regularisation keys), and how many dropout modules a 2-layer model has
+DROPOUT_KEYS = {"llama": ("attention_dropout",), "gpt2": ("resid_pdrop", "embd_pdrop", "attn_pdrop")}
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_lm_regularisation_keys_are_the_configs_dropouts(kind):
+    lg, _ = make_learngene(kind)
+    keys = lg.regularisation_keys()
+    assert set(DROPOUT_KEYS[kind]) <= set(keys)
+    assert not {"hidden_size", "n_embd", "vocab_size", "num_attention_heads", "n_head"} & set(keys)
+
+
+def lm_run(kind: str, kwargs: dict[str, Any]) -> experiment.Run:
+    data = {"name": "synthetic-text", "seq_len": 8, "batch_size": 4,
+            "options": {"vocab_size": TINY_VOCAB, "num_samples": 20}}  # fmt: skip
+    cfg = from_dict(
+        ExperimentConfig, {"model": {"source": "hf", "name": kind, "kwargs": kwargs}, "data": data}
+    )
+    return experiment.prepare_run(cfg)
+
+
+@pytest.mark.parametrize("init", ["learngene", "scratch"])
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_lm_dropout_kwargs_reach_learngene_and_scratch_descendants(kind, init):
+    lg, _ = make_learngene(kind)
+    rates = {key: 0.2 + 0.1 * i for i, key in enumerate(DROPOUT_KEYS[kind])}
+    model, _ = build_descendant(init, lg, METHOD, [0, 1], lm_run(kind, rates))
+    assert {key: getattr(model.config, key) for key in rates} == pytest.approx(rates)
+    layer = backbone_of(model).layers(model)[1]
+    if kind == "gpt2":  # GPT-2 builds nn.Dropout modules from the config
+        assert model.transformer.drop.p == pytest.approx(rates["embd_pdrop"])
+        assert layer.attn.attn_dropout.p == pytest.approx(rates["attn_pdrop"])
+        assert layer.attn.resid_dropout.p == pytest.approx(rates["resid_pdrop"])
+    else:  # Llama reads the rate in its attention's forward
+        assert layer.self_attn.attention_dropout == pytest.approx(rates["attention_dropout"])
+    if init == "learngene":  # same tensors as with the defaults (GPT-2: 0.1, Llama: 0): only training differs
+        plain, _ = build_descendant(init, lg, METHOD, [0, 1], lm_run(kind, {}))
+        assert all(
+            torch.equal(a, b) for a, b in zip(plain.state_dict().values(), model.state_dict().values())
+        )
+        assert getattr(plain.config, DROPOUT_KEYS[kind][0]) != getattr(model.config, DROPOUT_KEYS[kind][0])
+
+
+@pytest.mark.parametrize(
+    ("kind", "kwargs", "message"),
+    [
+        (
+            "llama",
+            {"drop_path_rate": 0.1},
+            r"model\.kwargs\.drop_path_rate: a language-model .* attention_dropout",
+        ),
+        ("llama", {"rope_theta": 500.0}, r"model\.kwargs\.rope_theta: .* takes only attention_dropout$"),
+        ("gpt2", {"drop_rate": 0.1}, r"model\.kwargs\.drop_rate: .*resid_pdrop, embd_pdrop"),
+        ("gpt2", {"n_inner": 64}, "n_inner=64 but the shift learngene has n_inner=None"),
+        ("llama", {"hidden_size": 48}, "hidden_size=48 but the shift learngene has hidden_size=32"),
+        ("gpt2", {"n_embd": 64, "resid_pdrop": 0.1}, "n_embd=64 but the shift learngene has n_embd=32"),
+    ],
+)
+def test_lm_descendant_shape_kwargs_are_one_clear_error(kind, kwargs, message):
+    lg, _ = make_learngene(kind)
+    with pytest.raises(ConfigError, match=message) as info:
+        build_descendant("scratch", lg, METHOD, [0, 1], lm_run(kind, kwargs))
+    assert "\n" not in str(info.value)
+
+
+def test_lm_descendant_kwargs_equal_to_the_learngenes_own_are_accepted_and_change_nothing():
     lg, _ = make_learngene("llama")
-    own = {k: v for k, v in lg.arch.items() if k == "hidden_size"}
-    assert own and lg.descendant_model_kwargs(own, "model.kwargs") == {}
-    with pytest.raises(ConfigError, match="attention_dropout=0.1 but the shift learngene has"):
-        lg.descendant_model_kwargs({"attention_dropout": 0.1}, "model.kwargs")  # a config value of its own
-    with pytest.raises(ConfigError, match=r"model\.kwargs\.drop_path_rate: a language-model descendant"):
-        lg.descendant_model_kwargs({"drop_path_rate": 0.1}, "model.kwargs")  # no such LM config key
+    assert lg.descendant_model_kwargs({"hidden_size": lg.arch["hidden_size"]}, "model.kwargs") == {}

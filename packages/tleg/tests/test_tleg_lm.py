@@ -195,3 +195,23 @@ def test_tleg_train_from_an_lm_learngene_beats_scratch_on_loss(extracted, tmp_pa
         for run in ("lg", "sc")
     }
     assert test_loss["lg"] < test_loss["sc"], test_loss
+
+
+@pytest.mark.parametrize("key", ["hidden_size=48", "drop_path_rate=0.1"])
+def test_tleg_train_lm_with_a_shape_or_foreign_model_kwarg_is_one_line_error(
+    extracted, tmp_path, capsys, key
+):
+    import yaml
+
+    from tleg.cli import main
+
+    directory, _, _ = extracted
+    config = tmp_path / "descendant.yaml"
+    config.write_text(yaml.safe_dump({"model": {"source": "hf", "name": "llama"}, "data": DATA}))
+    out = tmp_path / "run"
+    argv = ["train", "--init", f"learngene:{directory}", "--depth", "2", "--config", str(config),
+            "--output-dir", str(out), f"model.kwargs.{key}"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and key.split("=")[0] in err, err
+    assert not out.exists()

@@ -11,12 +11,11 @@ import torch
 
 from ..checkpoint import atomic_write_text, load_weights, read_json_file, save_weights
 from ..errors import CheckpointError, ConfigError
+from .backbones import backbone_named
 
 TENSORS_NAME = "learngene.safetensors"
 MANIFEST_NAME = "manifest.json"
 ARCH_KEYS = ("embed_dim", "num_heads", "mlp_ratio", "in_chans")  # what a model must share with a learngene
-# timm VisionTransformer arguments that regularise training without changing any tensor's shape
-REGULARISATION_KEYS = ("drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate")
 
 
 @dataclass
@@ -73,8 +72,9 @@ class Learngene:
     def check_model_kwargs(self, kwargs: dict[str, Any], where: str) -> None:
         """Refuse a model config whose width/heads/MLP/channels differ from the learngene's."""
         if self.backbone != "timm-vit":
+            regularisation = self.regularisation_keys()
             for key, value in kwargs.items():
-                if key in self.arch and value != self.arch[key]:
+                if key in self.arch and key not in regularisation and value != self.arch[key]:
                     raise ConfigError(
                         f"{where}: {key}={value} but the {self.method} learngene has {key}={self.arch[key]}; "
                         "a learngene initialises models of its own architecture (any depth) only"
@@ -88,29 +88,31 @@ class Learngene:
                     "a learngene initialises models of its own width only"
                 )
 
+    def regularisation_keys(self) -> tuple[str, ...]:
+        """`model.kwargs` keys a descendant applies: ViT drop_path_rate, drop_rate, ...; an LM config's dropouts."""
+        return backbone_named(self.backbone).regularisation_keys(self.arch)
+
     def descendant_model_kwargs(self, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
-        """The regularisation keys of a ViT descendant's `model.kwargs` (drop_path_rate, drop_rate, ...), to apply.
-        An LM descendant applies none: a key that is not the learngene's own is refused, never dropped silently.
+        """The regularisation keys of a descendant's `model.kwargs` (`regularisation_keys`), to apply.
 
         Architecture keys equal to the learngene's are accepted (they change nothing); any other key would change
         the descendant's shape, which the learngene and --depth fix, so it is refused instead of dropped.
         """
         self.check_model_kwargs(kwargs, where)
-        if self.backbone != "timm-vit":
-            if other := [k for k in kwargs if k not in self.arch]:
-                raise ConfigError(
-                    f"{where}.{other[0]}: a language-model descendant takes its whole config from the learngene "
-                    "and --depth; model.kwargs may only repeat the learngene's own values (nothing else is applied)"
-                )
-            return {}
-        shape_keys = [k for k in kwargs if k not in REGULARISATION_KEYS and k not in ARCH_KEYS]
+        regularisation = self.regularisation_keys()
+        own = self.arch if self.backbone != "timm-vit" else ARCH_KEYS
+        shape_keys = [k for k in kwargs if k not in regularisation and k not in own]
         if shape_keys:
-            raise ConfigError(
-                f"{where}.{shape_keys[0]}: a descendant's shape comes from the learngene (width, heads, patch), "
-                "--depth and the data (image size, classes); model.kwargs takes only "
-                + ", ".join(REGULARISATION_KEYS)
+            fixed_by = (
+                "a descendant's shape comes from the learngene (width, heads, patch), --depth and the data "
+                "(image size, classes)"
+                if self.backbone == "timm-vit"
+                else "a language-model descendant's architecture comes from the learngene and --depth"
             )
-        return {k: v for k, v in kwargs.items() if k in REGULARISATION_KEYS}
+            raise ConfigError(
+                f"{where}.{shape_keys[0]}: {fixed_by}; model.kwargs takes only " + ", ".join(regularisation)
+            )
+        return {k: v for k, v in kwargs.items() if k in regularisation}
 
 
 # manifest fields a learngene cannot be used without, and their JSON types

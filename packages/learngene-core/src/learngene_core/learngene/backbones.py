@@ -21,6 +21,8 @@ TIMM_VIT = "timm-vit"
 HF_CAUSAL_LM = "hf-causal-lm"
 HF_LAYER_PATHS = ("model.layers", "transformer.h")  # Llama-style, GPT-2
 HF_DROPPED_CONFIG_KEYS = ("transformers_version", "architectures", "_name_or_path", "dtype", "torch_dtype")
+# timm VisionTransformer arguments that regularise training without changing any tensor's shape
+VIT_REGULARISATION_KEYS = ("drop_rate", "drop_path_rate", "attn_drop_rate", "proj_drop_rate", "pos_drop_rate")
 
 
 def _get(model: nn.Module, path: str) -> Any:
@@ -64,7 +66,12 @@ class Backbone:
         raise NotImplementedError
 
     def create(self, arch: dict[str, Any], depth: int, **kwargs: Any) -> nn.Module:
-        """A freshly initialised model of the learngene's architecture with `depth` layers."""
+        """A freshly initialised model of the learngene's architecture with `depth` layers (`kwargs`: shape-free
+        settings such as dropout rates, overriding `arch`)."""
+        raise NotImplementedError
+
+    def regularisation_keys(self, arch: dict[str, Any]) -> tuple[str, ...]:
+        """Config keys that regularise training without changing any tensor's shape (dropout, drop path)."""
         raise NotImplementedError
 
 
@@ -93,6 +100,9 @@ class TimmViT(Backbone):
         import timm
 
         return timm.create_model(VIT_NAME, pretrained=False, **{**arch, **kwargs, "depth": depth})
+
+    def regularisation_keys(self, arch):
+        return VIT_REGULARISATION_KEYS
 
 
 class HFCausalLM(Backbone):
@@ -133,10 +143,17 @@ class HFCausalLM(Backbone):
     def create(self, arch, depth, **kwargs):
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        fields = {k: v for k, v in arch.items() if k != "model_type"}
+        fields = {k: v for k, v in {**arch, **kwargs}.items() if k != "model_type"}
         config = AutoConfig.for_model(arch["model_type"], **fields)
         setattr(config, self.depth_key(config), depth)
         return AutoModelForCausalLM.from_config(config)
+
+    def regularisation_keys(self, arch):
+        """The config's dropout-like fields: GPT-2's resid_pdrop/embd_pdrop/attn_pdrop, Llama's attention_dropout."""
+        from transformers import AutoConfig
+
+        defaults = AutoConfig.for_model(arch["model_type"]).to_dict()
+        return tuple(k for k in defaults if "drop" in k)
 
 
 BACKBONES: dict[str, Backbone] = {TIMM_VIT: TimmViT(), HF_CAUSAL_LM: HFCausalLM()}

@@ -45,7 +45,8 @@ def build_descendant(
 ) -> tuple[nn.Module, str]:
     """A descendant for `run`'s data: `init` is "learngene" (expanded) or "scratch" (timm init, same shape).
 
-    Both get the regularisation keys of `model.kwargs` (drop_path_rate, drop_rate, ...). A learngene descendant
+    Both get the regularisation keys of `model.kwargs` (ViT: drop_path_rate, drop_rate, ...; LM: its config's
+    dropouts, e.g. GPT-2's resid_pdrop, Llama's attention_dropout). A learngene descendant
     copies the aux net's head when `load_head` is true, or when it is None and the data has the learngene's
     label space (as the reference does on ImageNet).
     """
@@ -56,9 +57,10 @@ def build_descendant(
     if backbone.name != TIMM_VIT:  # a causal LM: embeddings and head are bound to the learngene's vocabulary
         set_seed(run.cfg.seed)
         if init == "learngene":
-            model, inheritance = expand(learngene, method, layout)
+            model, inheritance = expand(learngene, method, layout, regularisation=regularisation)
             return model, summarize_inheritance(inheritance)
-        return backbone.create(learngene.arch, len(layout)), "every tensor freshly initialised"
+        model = backbone.create(learngene.arch, len(layout), **regularisation)
+        return model, "every tensor freshly initialised"
     channels, img_size = run.splits.input_shape[0], run.splits.input_shape[1]
     if channels != learngene.arch["in_chans"]:
         raise ConfigError(

@@ -67,12 +67,13 @@ def expand(
 
     A ViT learngene gives a timm VisionTransformer (`num_classes` sizes its new head); an LM learngene gives a
     Hugging Face causal LM whose embeddings, final norm and LM head are copied (`num_classes`, `img_size`,
-    `patch_size` and `load_head` do not apply). `regularisation` sets drop_path_rate/drop_rate/... of the ViT.
+    `patch_size` and `load_head` do not apply). `regularisation` sets shape-free settings: drop_path_rate/drop_rate/...
+    of the ViT, the LM config's dropouts (`Learngene.regularisation_keys`).
     """
     method.check_layout(layout, learngene.spec)
     backbone = backbone_named(learngene.backbone)
     if backbone.name != TIMM_VIT:
-        return _expand_lm(learngene, method, layout, backbone)
+        return _expand_lm(learngene, method, layout, backbone, regularisation)
     if num_classes is None:
         num_classes = learngene.manifest["num_classes"]
     kwargs = descendant_kwargs(learngene, len(layout), num_classes, img_size, patch_size, regularisation)
@@ -95,10 +96,14 @@ def expand(
 
 
 def _expand_lm(
-    learngene: Learngene, method: LearngeneMethod, layout: list[int], backbone: Backbone
+    learngene: Learngene,
+    method: LearngeneMethod,
+    layout: list[int],
+    backbone: Backbone,
+    regularisation: dict[str, Any] | None = None,
 ) -> tuple[nn.Module, dict[str, str]]:
     """A causal LM of len(layout) layers: layers generated, every other tensor copied from the learngene."""
-    model = backbone.create(learngene.arch, len(layout))
+    model = backbone.create(learngene.arch, len(layout), **(regularisation or {}))
     state = model.state_dict()
     inheritance = {name: "fresh" for name in state}
     prefix, names = backbone.layers_path(model), backbone.layer_names(model)
