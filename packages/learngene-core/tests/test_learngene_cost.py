@@ -15,6 +15,7 @@ from learngene_core.learngene.cost import (
     step_flops,
     steps_to_reach,
 )
+from learngene_core.learngene.descendants import depth_rows, format_table
 
 SCRATCH = [(10, 0.2), (20, 0.5), (30, 0.7), (40, 0.78), (50, 0.8), (60, 0.82), (70, 0.79), (80, 0.81)]
 
@@ -68,3 +69,22 @@ def test_forward_flops_grow_with_vit_depth():
     x = torch.zeros(1, 1, 16, 16)
     one, two, four = (forward_flops(vit(d), x) for d in (1, 2, 4))
     assert four - two == 2 * (two - one) > 0  # every block costs the same
+
+
+def test_compare_rows_count_epochs_to_scratchs_final_value():
+    curves = {  # (val curve per epoch, final test value, parameters)
+        "scratch": ([0.2, 0.6, 0.75, 0.7], 0.71, 100),  # its final val value 0.7 is the target
+        "learngene": ([0.5, 0.72, 0.69, 0.8], 0.8, 100),
+    }
+    rows = {r.init: r for r in depth_rows(4, "accuracy", curves)}
+    assert rows["learngene"].epochs_to_scratch_final == 2  # 0.72 >= 0.7 at epoch 2, counted from 1
+    assert rows["scratch"].epochs_to_scratch_final == 3  # scratch passed its own final value at epoch 3
+    assert rows["learngene"].first_epoch_val == 0.5 and rows["learngene"].final_test == 0.8
+    never = {"scratch": curves["scratch"], "learngene": ([0.1, 0.3, 0.5, 0.6], 0.5, 100)}
+    assert {r.init: r.epochs_to_scratch_final for r in depth_rows(4, "accuracy", never)}["learngene"] is None
+    losses = {"scratch": ([3.0, 2.0, 1.5], 1.6, 100), "learngene": ([2.5, 1.4, 1.2], 1.3, 100)}
+    loss_rows = {r.init: r for r in depth_rows(2, "loss", losses, higher_is_better=False)}
+    assert loss_rows["learngene"].epochs_to_scratch_final == 2  # 1.4 <= 1.5: lower is better for a loss
+    table = format_table([*depth_rows(4, "accuracy", curves), *depth_rows(4, "accuracy", never)][1::2], 4)
+    assert "| 4 | learngene | 100 | 0.500 | 0.800 | 2/4 |" in table
+    assert "| 4 | learngene | 100 | 0.100 | 0.500 | not in 4 |" in table

@@ -94,6 +94,25 @@ class CompareRow:
     val_curve: list[float]
 
 
+def depth_rows(
+    depth: int,
+    metric: str,
+    curves: dict[str, tuple[list[float], float, int]],
+    higher_is_better: bool = True,
+) -> list[CompareRow]:
+    """The rows of one depth from each init's (val curve per epoch, final test value, parameters).
+
+    Each row's `epochs_to_scratch_final` is the first epoch (from 1) whose val metric is at least as good as
+    scratch's last one; None if it never gets there.
+    """
+    target = curves["scratch"][0][-1]
+    rows = []
+    for init, (curve, test_value, params) in curves.items():
+        reached = steps_to_reach(list(enumerate(curve, start=1)), target, higher_is_better)
+        rows.append(CompareRow(depth, params, init, metric, curve[0], test_value, reached, curve))
+    return rows
+
+
 def _val_curve(run_dir: Path, metric: str) -> list[float]:
     records = read_metrics(run_dir / METRICS_NAME)
     return [r[metric] for r in records if r["split"] == "val"]
@@ -145,10 +164,7 @@ def compare(
             )
             curve = _val_curve(run_dir, metric)
             curves[init] = (curve, test.get(metric, float("nan")), count_parameters(model))
-        target = curves["scratch"][0][-1]
-        for init, (curve, test_value, params) in curves.items():
-            reached = steps_to_reach(list(enumerate(curve, start=1)), target, higher_is_better)  # in epochs
-            rows.append(CompareRow(depth, params, init, metric, curve[0], test_value, reached, curve))
+        rows += depth_rows(depth, metric, curves, higher_is_better)
     (output_dir / "compare.json").write_text(json.dumps([r.__dict__ for r in rows], indent=2))
     plot_compare(rows, output_dir / "compare.png", cfg.train.epochs)
     return rows
