@@ -173,6 +173,7 @@ def test_metatrain_resume_starts_an_unfinished_run_over_in_place(capsys, tmp_pat
     out.mkdir()
     (out / "config.yaml").write_text("steps: 12\n")  # what an interrupted run leaves behind
     (out / ".nino.pt.x1.tmp").write_bytes(b"half")
+    (out / "nino-step00010.pt").write_bytes(b"a kept checkpoint of the interrupted run")
     argv = [
         "metatrain",
         "--config",
@@ -182,10 +183,12 @@ def test_metatrain_resume_starts_an_unfinished_run_over_in_place(capsys, tmp_pat
         "--output",
         out,
         *TINY_METATRAIN,
+        "keep_checkpoints=true",
     ]
     code, _, err = run(capsys, *argv)
     assert_user_error(code, err, "not empty")
     code, _, _ = run(capsys, *argv, "--resume")
     assert code == 0 and (out / "nino.pt").is_file() and not (out / ".nino.pt.x1.tmp").exists()
+    assert sorted(p.name for p in out.glob("nino-step*.pt")) == ["nino-step00002.pt", "nino-step00004.pt"]
     code, _, err = run(capsys, *argv, "--resume")
     assert_user_error(code, err, "finished run")

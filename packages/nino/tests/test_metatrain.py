@@ -12,7 +12,7 @@ import torch
 from learngene_core.errors import DataError
 from nino.checkpoint import load_nino
 from nino.collect import flat_params
-from nino.metatrain import MetatrainConfig, WindowSampler, batch_loss, build_nino_net, cosine_lr
+from nino.metatrain import MetatrainConfig, WindowSampler, batch_loss, build_nino_net, cosine_lr, metatrain
 from nino.normalize import EPS, normalize_per_tensor
 from nino.tasks import build_task_model, graph_args
 from nino.trajectories import Trajectory, TrajectoryWriter, open_dataset
@@ -126,3 +126,13 @@ def test_reference_lm1b_trajectory_gives_the_spec_graph_with_1000_sampled_tokens
     assert (data.num_nodes, data.num_edges) == (2_665, 73_249)  # spec A.4.4 for LM1B-3-24 with V = 1,000
     assert int((data.pos_w > 0).sum()) == 1_000 and int(data.pos_w.max()) <= 50_257
     assert windows[0].target.shape[0] == 1_252_464 - (50_257 - 1_000) * 24
+
+
+def test_kept_checkpoints_are_the_states_at_their_steps(tmp_path, trajectory_dir):
+    cfg = MetatrainConfig(**TINY, steps=4, checkpoint_every=2, keep_checkpoints=True, log_every=2)
+    final = metatrain(cfg, trajectory_dir, tmp_path / "run")
+    kept = sorted((tmp_path / "run").glob("nino-step*.pt"))
+    assert [p.name for p in kept] == ["nino-step00002.pt", "nino-step00004.pt"]
+    flat = lambda path: torch.cat([p.flatten() for p in load_nino(path).parameters()])  # noqa: E731
+    assert torch.equal(flat(kept[1]), flat(final))
+    assert not torch.equal(flat(kept[0]), flat(final))  # step 2's weights, not a copy of the last

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from learngene_core.config import load_config
 from learngene_core.errors import ModelError
-from nino.tasks import MODELS, build_task, build_task_model, task_names
+from nino.collect import CollectConfig
+from nino.tasks import MODELS, VALIDATION_TASKS, build_task, build_task_model, conv_net, mlp_net, task_names
 
 
 def n_params(model: torch.nn.Module) -> int:
@@ -68,3 +70,29 @@ def test_lm_task_reports_perplexity_of_its_loss():
 
 def test_every_task_builds():
     assert set(task_names()) <= set(MODELS.names())
+
+
+def test_depth_and_width_variants_have_the_layers_they_name():
+    convs = lambda m: [layer for layer in m if isinstance(layer, torch.nn.Conv2d)]  # noqa: E731
+    assert [c.out_channels for c in convs(conv_net(1, 16, depth=4))] == [16, 32, 32, 32]
+    assert [c.out_channels for c in convs(build_task_model("cnn-synth-16-d2"))] == [16, 32]
+    assert n_params(conv_net(1, 16, depth=3)) == 14_378  # the default is still FM-16
+    linears = [layer for layer in build_task_model("mlp-digits-d3") if isinstance(layer, torch.nn.Linear)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [
+        (64, 32),
+        (32, 32),
+        (32, 32),
+        (32, 10),
+    ]
+    assert n_params(mlp_net()) == n_params(build_task_model("mlp-digits")) == 3_466
+
+
+BENCH_HELD_OUT = {"cnn-digits-32", "cnn-synth-32", "gpt2-3-24"}  # tools/bench/nino_speedup.py's unseen tasks
+
+
+def test_meta_training_data_and_validation_tasks_avoid_each_other_and_the_bench():
+    trained = set(load_config("collect-cpu-mixed", [], cls=CollectConfig, package="nino.configs").tasks)
+    assert len(trained) >= 12 and {"gpt2-tiny", "llama-tiny"} <= trained  # transformers among them
+    assert not trained & set(VALIDATION_TASKS)
+    assert not (trained | set(VALIDATION_TASKS)) & BENCH_HELD_OUT
+    assert set(VALIDATION_TASKS) <= set(task_names())

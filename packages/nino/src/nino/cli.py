@@ -6,6 +6,7 @@ import argparse
 import json
 import shutil
 from collections.abc import Sequence
+from fnmatch import fnmatch
 from pathlib import Path
 
 from learngene_core.clitools import (
@@ -80,7 +81,9 @@ def cmd_metatrain(args: argparse.Namespace) -> int:
 TRAIN_OUTPUTS = frozenset(
     {"config.yaml", "metrics.jsonl", "summary.json", "loss.png", "compare.png", "adamw", "nino"}
 )
-METATRAIN_OUTPUTS = frozenset({"config.yaml", "metrics.jsonl", "summary.json", "metrics.png", "nino.pt"})
+METATRAIN_OUTPUTS = frozenset(
+    {"config.yaml", "metrics.jsonl", "summary.json", "metrics.png", "nino.pt", "nino-step*.pt"}
+)
 
 
 def _start_over_in(out: Path, outputs: frozenset[str], command: str) -> None:
@@ -93,7 +96,10 @@ def _start_over_in(out: Path, outputs: frozenset[str], command: str) -> None:
     if (out / "summary.json").exists():
         raise CheckpointError(f"{out} holds a finished run (summary.json); choose another output dir")
     ours = [
-        p for p in out.iterdir() if p.name in outputs or (p.name.startswith(".") and p.name.endswith(".tmp"))
+        p
+        for p in out.iterdir()
+        if any(fnmatch(p.name, pattern) for pattern in outputs)
+        or (p.name.startswith(".") and p.name.endswith(".tmp"))
     ]
     foreign = sorted({p.name for p in out.iterdir()} - {p.name for p in ours})
     if foreign:

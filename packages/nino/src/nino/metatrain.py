@@ -58,6 +58,9 @@ class MetatrainConfig:
     lpe_sign_flip: bool = True  # random +-1 per eigenvector, one draw per trajectory
     log_every: int = 10
     checkpoint_every: int = 100
+    keep_checkpoints: bool = (
+        False  # also keep every checkpoint as nino-step<N>.pt (candidates to choose among)
+    )
     seed: int = 0
     progress: bool = True
 
@@ -286,6 +289,8 @@ def metatrain(
             running = []
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             save_nino(model, output_dir / CHECKPOINT_NAME, snapshot_every=spacing)
+            if cfg.keep_checkpoints:
+                save_nino(model, output_dir / f"nino-step{step:05d}.pt", snapshot_every=spacing)
     plot_metrics(log.records, output_dir / "metrics.png", title="NiNo meta-training (L1, normalised)")
     summary = {"steps": cfg.steps, "trajectories": len(dataset), "tasks": dataset.tasks(),
                "snapshot_every": spacing, "final_loss": log.records[-1]["loss"],

@@ -33,11 +33,13 @@ from learngene_core.registry import Registry
 __all__ = [
     "MODELS",
     "TASKS",
+    "VALIDATION_TASKS",
     "Batches",
     "TaskBundle",
     "build_task",
     "build_task_model",
     "conv_net",
+    "mlp_net",
     "evaluate",
     "graph_args",
     "task_names",
@@ -47,35 +49,26 @@ __all__ = [
 # ------------------------------------------------------------------------------------------------ models
 
 
-def conv_net(in_channels: int = 1, width: int = 16, num_classes: int = 10) -> nn.Sequential:
+def conv_net(in_channels: int = 1, width: int = 16, num_classes: int = 10, depth: int = 3) -> nn.Sequential:
     """The paper's vision task net: conv3x3(w, stride 2)-conv3x3(2w)-conv3x3(2w), ReLU, GAP, Linear.
 
-    Width 16 with 1 input channel is FM-16 (14,378 params), with 3 channels C10-16 (14,666 params).
+    Width 16 with 1 input channel is FM-16 (14,378 params), with 3 channels C10-16 (14,666 params). `depth`
+    counts the convs (the paper's 3); every conv after the second keeps 2w channels.
     """
     wide = 2 * width
-    return nn.Sequential(
-        nn.Conv2d(in_channels, width, 3, stride=2, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(width, wide, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(wide, wide, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(wide, num_classes),
-    )
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 3, stride=2, padding=1), nn.ReLU()]
+    for i in range(1, depth):
+        layers += [nn.Conv2d(width if i == 1 else wide, wide, 3, padding=1), nn.ReLU()]
+    last = wide if depth > 1 else width
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(last, num_classes))
 
 
-def mlp_net(in_features: int = 64, hidden: int = 32, num_classes: int = 10) -> nn.Sequential:
-    """A 2-hidden-layer ReLU MLP on flattened inputs."""
-    return nn.Sequential(
-        nn.Flatten(),
-        nn.Linear(in_features, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, hidden),
-        nn.ReLU(),
-        nn.Linear(hidden, num_classes),
-    )
+def mlp_net(in_features: int = 64, hidden: int = 32, num_classes: int = 10, depth: int = 2) -> nn.Sequential:
+    """A ReLU MLP with `depth` hidden layers of `hidden` units on flattened inputs."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i in range(depth):
+        layers += [nn.Linear(in_features if i == 0 else hidden, hidden), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Linear(hidden, num_classes))
 
 
 def _gpt2(vocab: int, layers: int, width: int, heads: int, positions: int) -> nn.Module:
@@ -123,6 +116,22 @@ MODELS.register("mlp-digits")(lambda: mlp_net())
 MODELS.register("gpt2-tiny")(lambda: _gpt2(LM_VOCAB, 2, 32, 2, LM_SEQ))
 MODELS.register("gpt2-3-24")(lambda: _gpt2(LM_VOCAB, 3, 24, 3, LM_SEQ))  # LM1B-3-24's shape, small vocab
 MODELS.register("llama-tiny")(lambda: _llama(LM_VOCAB, 2, 32, 2, 1, LM_SEQ))
+# More widths, depths and kinds for the shipped checkpoint's meta-training data (collect-cpu) and for
+# choosing among meta-training candidates (the `validation` tasks of tools/bench/nino_speedup.py); none of
+# them is a bench task.
+MODELS.register("cnn-digits-8")(lambda: conv_net(1, 8))
+MODELS.register("cnn-digits-24")(lambda: conv_net(1, 24))
+MODELS.register("cnn-digits-16-d4")(lambda: conv_net(1, 16, depth=4))
+MODELS.register("cnn-synth-8")(lambda: conv_net(3, 8))
+MODELS.register("cnn-synth-24")(lambda: conv_net(3, 24))
+MODELS.register("cnn-synth-16-d2")(lambda: conv_net(3, 16, depth=2))
+MODELS.register("mlp-digits-64")(lambda: mlp_net(hidden=64))
+MODELS.register("mlp-digits-d3")(lambda: mlp_net(depth=3))
+MODELS.register("mlp-digits-48")(lambda: mlp_net(hidden=48))
+MODELS.register("mlp-synth")(lambda: mlp_net(3 * 16 * 16, 32))
+MODELS.register("gpt2-1-16")(lambda: _gpt2(LM_VOCAB, 1, 16, 2, LM_SEQ))
+MODELS.register("gpt2-2-24")(lambda: _gpt2(LM_VOCAB, 2, 24, 3, LM_SEQ))
+MODELS.register("llama-1-24")(lambda: _llama(LM_VOCAB, 1, 24, 2, 2, LM_SEQ))
 MODELS.register("lm1b-3-24")(lambda: _gpt2(50257, 3, 24, 3, 1024))
 MODELS.register("lm1b-2-32")(lambda: _gpt2(50257, 2, 32, 2, 1024))
 
@@ -264,8 +273,24 @@ _RECIPES: dict[str, _Recipe] = {
     "gpt2-tiny": _Recipe("gpt2-tiny", "synthetic-text", 2e-3, 16, _TEXT),
     "gpt2-3-24": _Recipe("gpt2-3-24", "synthetic-text", 2e-3, 16, _TEXT),
     "llama-tiny": _Recipe("llama-tiny", "synthetic-text", 2e-3, 16, _TEXT),
+    "cnn-digits-8": _Recipe("cnn-digits-8", "digits", 6e-3, 64),
+    "cnn-digits-24": _Recipe("cnn-digits-24", "digits", 6e-3, 64),
+    "cnn-digits-16-d4": _Recipe("cnn-digits-16-d4", "digits", 3e-3, 64),
+    "cnn-synth-8": _Recipe("cnn-synth-8", "synthetic-images", 3e-3, 64, _SYNTH),
+    "cnn-synth-24": _Recipe("cnn-synth-24", "synthetic-images", 3e-3, 64, _SYNTH),
+    "cnn-synth-16-d2": _Recipe("cnn-synth-16-d2", "synthetic-images", 6e-3, 64, _SYNTH),
+    "mlp-digits-64": _Recipe("mlp-digits-64", "digits", 2e-3, 64),
+    "mlp-digits-d3": _Recipe("mlp-digits-d3", "digits", 3e-3, 64),
+    "mlp-digits-48": _Recipe("mlp-digits-48", "digits", 3e-3, 64),
+    "mlp-synth": _Recipe("mlp-synth", "synthetic-images", 1e-3, 64, _SYNTH),
+    "gpt2-1-16": _Recipe("gpt2-1-16", "synthetic-text", 3e-3, 16, _TEXT),
+    "gpt2-2-24": _Recipe("gpt2-2-24", "synthetic-text", 2e-3, 16, _TEXT),
+    "llama-1-24": _Recipe("llama-1-24", "synthetic-text", 2e-3, 16, _TEXT),
 }
 TASKS = sorted(_RECIPES)
+# Tasks for choosing among meta-training candidates (tools/bench/nino_select.py): none is trained on by the
+# collect-cpu presets, none is run by tools/bench/nino_speedup.py, so choosing here does not tune on its test set.
+VALIDATION_TASKS = ("cnn-digits-24", "cnn-synth-24", "mlp-digits-48", "gpt2-2-24")
 
 
 def task_names() -> list[str]:
