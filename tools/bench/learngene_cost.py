@@ -10,7 +10,8 @@ Two settings on scikit-learn's digits (16x16, ViTs of width 64, 4 heads, patch 4
              is copied, as the reference does). Validation split 20% (359 images), evaluated every 8 steps.
   transfer   today's low-data setting: ancestry and aux nets on digits 0-4; descendants learn digits 5-9
              from 20 images per class; validation 20% of the 5-9 images, evaluated every 4 steps (an epoch).
-In both, scratch descendants of every depth get a learning-rate sweep (--lrs) and a budget 4x a base one
+In both, scratch descendants of every depth get a learning-rate sweep (--lrs, extended one grid step past an edge
+while the best rate sits there, up to --max-extensions points: learngene_core.sweep) and a budget 4x a base one
 (transfer: 40 epochs = 160 steps, 4x the preset's 10; same-task: 20 epochs = 160 steps, 4x 5 epochs), cosine to
 zero; learngene descendants get the same budget and schedule at the preset's learning rate (1e-3, untuned). Scratch's plateau = the mean val accuracy of its last quarter of evaluations at
 its best rate; the table gives the steps each run needs to first reach it, their ratio (learngene / scratch),
@@ -199,6 +200,13 @@ def run_seed(
     return out
 
 
+def best_lr_of(scratch: dict) -> str:
+    """Scratch's best rate and the range its sweep tried, `*` when the best is still at an edge of that range."""
+    tried = sorted(float(lr) for lr in scratch["plateau_by_lr"])
+    edge = "*" if scratch.get("best_at_edge") else ""
+    return f"{scratch['best_lr']:g}{edge} (of {tried[0]:g}..{tried[-1]:g})"
+
+
 def ratios_of(result: dict, name: str, depths: list[int]):
     """Per depth steps ratio, and the cost ratios (descendants only, total) of one method in one seed's setting."""
     from learngene_core.learngene.cost import cost_ratios
@@ -237,6 +245,7 @@ def report(results: list[dict], depths: list[int], settings: list[str]) -> dict:
               "| method | steps to scratch's plateau | steps ratio (learngene / scratch) | val acc at first eval "
               "(learngene / scratch) | final test acc (learngene / scratch) |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")
+        at_edge = any(s["depths"][str(d)]["scratch"].get("best_at_edge") for s in seeds for d in depths)
         block: dict = {"depths": {}, "methods": {}}
         for d in depths:
             rows = [s["depths"][str(d)] for s in seeds]
@@ -246,13 +255,15 @@ def report(results: list[dict], depths: list[int], settings: list[str]) -> dict:
                 ratio = [None if s is None else s / c for s, c in zip(steps, sc_steps)]
                 first = statistics.mean(r[name]["first_eval"] for r in rows)
                 first_sc = statistics.mean(r["scratch"]["curve"][0][1] for r in rows)
-                print(f"| {d} | {', '.join(str(r['scratch']['best_lr']) for r in rows)} "
+                print(f"| {d} | {', '.join(best_lr_of(r['scratch']) for r in rows)} "
                       f"| {mean_spread([r['scratch']['plateau'] for r in rows])} | {mean_spread(sc_steps)} "
                       f"| {name} | {mean_spread(steps)} | {mean_spread(ratio)} | {first:.3f} / {first_sc:.3f} "
                       f"| {mean_spread([r[name]['test'] for r in rows])} / "
                       f"{mean_spread([r['scratch']['test'] for r in rows])} |")  # fmt: skip
                 block["depths"].setdefault(str(d), {})[name] = {"steps_ratio": ratio, "steps": steps}
             block["depths"][str(d)]["scratch_steps"] = sc_steps
+        if at_edge:
+            print("\n*: scratch's best rate is still at an edge of the rates its sweep tried")
         print("\n| method | aux steps | aux cost / scratch's (all depths) | cost ratio, descendants only "
               "| cost ratio, total (aux + descendants) |")  # fmt: skip
         print("|---|---|---|---|---|")
