@@ -113,7 +113,7 @@ def test_bad_input_fails_before_the_run_directory_exists(tmp_path, capsys, overr
 def test_a_used_output_dir_is_refused_untouched(selector_run, capsys):
     before = listing(selector_run)
     code, _, err = run(capsys, "run", "--config", "tiny", "--output-dir", selector_run)
-    assert_user_error(code, err, "is not empty", "not resumable")
+    assert_user_error(code, err, "is not empty", "--resume")
     assert listing(selector_run) == before
 
 

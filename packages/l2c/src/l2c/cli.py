@@ -14,6 +14,7 @@ examples (the tiny preset runs on a laptop CPU in minutes):
   l2c train-selector --config tiny --output-dir runs/tiny       # stage 1: continual LoRA selector
   l2c train-experts --run runs/tiny                             # stage 2: one LoRA expert per task
   l2c eval --run runs/tiny --topk 3                             # stage 3: top-k aggregation
+  l2c run --config tiny --output-dir runs/l2c-tiny --resume     # continue a stopped command (any verb that trains)
   l2c run --config tiny --output-dir runs/tiny-s1 --seed 1 scenario.order_seed=1
   l2c train-selector --config cl_lora_cifar100_10t_vitb_in21k --output-dir runs/c100 \\
       model.checkpoint=ckpt/ViT-B_16.npz data.path=data/cifar100
@@ -36,18 +37,24 @@ def build_parser():
     run = verbs.add_parser("run", help="all three stages plus the baselines, and the results table")
     add_config_arguments(run, example="experts.lora.rank=4")
     run.add_argument("--output-dir", required=True, help="a new run directory")
+    run.add_argument("--resume", action="store_true", help="continue the stopped run in --output-dir")
 
     selector = verbs.add_parser(
         "train-selector", help="stage 1: the shared continual LoRA + head (task weights)"
     )
     add_config_arguments(selector, example="selector.train.epochs=5")
     selector.add_argument("--output-dir", required=True, help="a new run directory")
+    selector.add_argument("--resume", action="store_true", help="continue the stopped run in --output-dir")
 
     experts = verbs.add_parser(
         "train-experts", help="stage 2: one LoRA expert per task, head aligned on replay"
     )
     experts.add_argument("--run", required=True, help="the run directory of `l2c train-selector`")
-    experts.add_argument("--config", help="the experts' preset or YAML (default: the run's config)")
+    experts.add_argument(
+        "--config",
+        help="the experts' preset or YAML (default: the run's config; with --resume, the stopped stage's)",
+    )
+    experts.add_argument("--resume", action="store_true", help="continue the run's stopped experts stage")
     experts.add_argument("overrides", nargs="*", metavar="key.sub=value", help="e.g. experts.train.epochs=5")
 
     evaluate = verbs.add_parser(
@@ -70,13 +77,15 @@ def _command(argv: Sequence[str] | None) -> int:
     from .config import load_l2c_config
 
     if args.verb == "run":
-        results = run.run_all(load_l2c_config(args.config, overrides_of(args)), Path(args.output_dir))
+        cfg = load_l2c_config(args.config, overrides_of(args))
+        results = run.run_all(cfg, Path(args.output_dir), resume=args.resume)
         print(json.dumps(results))
     elif args.verb == "train-selector":
-        matrix = run.train_selector(load_l2c_config(args.config, overrides_of(args)), Path(args.output_dir))
+        cfg = load_l2c_config(args.config, overrides_of(args))
+        matrix = run.train_selector(cfg, Path(args.output_dir), resume=args.resume)
         print(json.dumps({"selector": matrix.summary()}))
     elif args.verb == "train-experts":
-        matrix = run.train_experts(Path(args.run), args.config, list(args.overrides))
+        matrix = run.train_experts(Path(args.run), args.config, list(args.overrides), resume=args.resume)
         print(json.dumps({"experts_top1_validation": matrix.summary()}))
     else:
         topk = args.topk

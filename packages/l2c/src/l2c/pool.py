@@ -47,14 +47,19 @@ class AdapterPool(nn.Module):
     def adapters(self) -> list[str]:
         return [] if self.peft is None else list(self.peft.peft_config)
 
-    def add(self, name: str, settings: LoraSettings, init_from: str | None = None) -> None:
-        """Add adapter `name` (A random, B zero: starts as the backbone), or a copy of adapter `init_from`."""
+    def add(self, name: str, settings: LoraSettings, init_from: str | None = None, seed: int = 0) -> None:
+        """Add adapter `name` (A random, B zero: starts as the backbone), or a copy of adapter `init_from`.
+
+        A is drawn from an RNG seeded by `seed` (the global RNG is left as it was), so an adapter's start does not
+        depend on what ran before it: a resumed stage re-creates it exactly."""
         config = lora_config(settings, self.depth)
         try:
-            if self.peft is None:
-                self.peft = get_peft_model(self._backbone, config, adapter_name=name)
-            else:
-                self.peft.add_adapter(name, config)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                if self.peft is None:
+                    self.peft = get_peft_model(self._backbone, config, adapter_name=name)
+                else:
+                    self.peft.add_adapter(name, config)
         except ValueError as exc:
             raise ModelError(f"cannot add LoRA adapter '{name}': {exc}") from None
         if init_from is not None:

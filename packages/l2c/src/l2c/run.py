@@ -1,12 +1,14 @@
 """The verbs on a run directory: train-selector, train-experts, eval --topk K, and run (all three + baselines).
 
     <run>/config.yaml   split.json (class order, tasks, per-task sample hashes)
-    <run>/selector/     task_<t>/ (Trainer output), after_task_<t>.safetensors, accuracy.json/.png
+    <run>/selector/     task_<t>/ (Trainer output), after_task_<t>.safetensors, stats_*, accuracy.json/.png
     <run>/experts/      config.yaml, task_<t>/, expert_<t>.safetensors, head_after_task_<t>.safetensors, stats_*
     <run>/eval/top<k>/  accuracy.json/.png (L2C top-k) and top1_accuracy.json/.png (hard selection)
-    <run>/baselines/    sequential/, joint/
+    <run>/baselines/    sequential/ (task_<t>/, after_task_<t>.safetensors), joint/; accuracy.json/.png each
     <run>/results.json, results.md (the table), parameters.md
 Every check that can fail runs before anything is written, so a refused command leaves the directory as it was.
+A stopped command continues with `--resume` (each stage goes on after its last finished task, mid-task from the
+Trainer's checkpoint); one that stopped before its first checkpoint may also simply be run again in place.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 from learngene_core.checkpoint import atomic_write_text, load_weights
-from learngene_core.config import save_config, to_dict
+from learngene_core.config import read_yaml_file, save_config, to_dict
 from learngene_core.continual import (
     AccuracyMatrix,
     accuracy_per_task,
@@ -31,6 +33,7 @@ from learngene_core.continual import (
     task_recall_at_k,
 )
 from learngene_core.errors import CheckpointError, ConfigError
+from learngene_core.experiment import check_output_dir
 
 from . import stages
 from .aggregate import TopKPredictor, expert_name
@@ -40,6 +43,7 @@ from .context import Context, build_context
 from .protocol import format_parameter_table, overlap_warning, parameter_table
 
 CONFIG, SPLIT = "config.yaml", "split.json"
+RUN_ENTRIES = {CONFIG, SPLIT, "selector", "experts", "baselines", "eval"}  # what a stopped run may hold
 SHARED = ("model", "pretraining", "data", "scenario", "selector", "seed")  # what both stages must agree on
 Log = Callable[[str], None]
 
@@ -54,18 +58,25 @@ def _save_matrix(matrix: AccuracyMatrix, folder: Path, name: str, title: str) ->
     matrix.plot(folder / f"{name}.png", title=title)
 
 
-def start_run(cfg: L2CConfig, out: Path, log: Log, topk: int | None = None) -> Context:
-    """Refuse a used directory, build data and backbone, warn about pre-training overlap, write config + split."""
-    if out.is_dir() and any(out.iterdir()):
+def start_run(cfg: L2CConfig, out: Path, log: Log, topk: int | None = None, resume: bool = False) -> Context:
+    """Check `out` (new, a stopped run to continue with `resume`, or one with no checkpoint yet, started over),
+    build data and backbone, warn about pre-training overlap, write config + split (kept when continuing)."""
+    continuing = resume and (out / SPLIT).is_file()
+    if resume:
+        check_output_dir(out, cfg, resume=True)  # the run's own config, or nothing written yet
+    elif out.is_dir() and any(out.iterdir()) and not stopped_before_first_checkpoint(out, cfg):
         raise CheckpointError(
-            f"output dir {out} is not empty; l2c stages are not resumable, so choose a new --output-dir"
+            f"output dir {out} is not empty; pass --resume to continue its run or choose another --output-dir"
         )
-    ctx = build_context(cfg)
+    ctx = _open(out, cfg) if continuing else build_context(cfg)
     if topk is not None:
         _check_topk(topk, ctx.split.num_tasks, "tasks in the split")
     warning = overlap_warning(cfg, ctx.split.order)
     if warning:
         _warn(warning)
+    if continuing:
+        log(f"continuing the run in {out}")
+        return ctx
     save_config(cfg, out / CONFIG)
     record = save_manifest(ctx.stream, out / SPLIT)
     log(
@@ -73,6 +84,28 @@ def start_run(cfg: L2CConfig, out: Path, log: Log, topk: int | None = None) -> C
         f"class order {list(ctx.split.order)} (split sha256 {record['sha256'][:12]}, in {out / SPLIT})"
     )
     return ctx
+
+
+def stopped_before_first_checkpoint(folder: Path, cfg: L2CConfig) -> bool:
+    """Whether `folder` holds only an l2c run (of a config with `cfg`'s sections) that stopped before any Trainer
+    checkpoint: nothing there to protect, so the same command may start it over in place."""
+    entries = [e for e in folder.iterdir() if not (e.name.startswith(".") and e.name.endswith(".tmp"))]
+    if any(e.name not in RUN_ENTRIES for e in entries) or _has_checkpoint(folder):
+        return False
+    if not (folder / CONFIG).is_file():
+        return True
+    try:
+        written = read_yaml_file(folder / CONFIG, CheckpointError)
+    except CheckpointError:
+        return False
+    return isinstance(written, dict) and set(written) == set(to_dict(cfg))
+
+
+def _has_checkpoint(folder: Path) -> bool:
+    """Any Trainer checkpoint under `folder` (also one a killed save left moved aside)."""
+    return any(True for _ in folder.rglob("checkpoints/last")) or any(
+        True for _ in folder.rglob("checkpoints/.last.old")
+    )
 
 
 def _check_topk(topk: int, tasks: int, what: str) -> None:
@@ -110,17 +143,20 @@ def _open(run: Path, cfg: L2CConfig) -> Context:
 # ------------------------------------------------------------------------------------------------- verbs
 
 
-def train_selector(cfg: L2CConfig, out: Path, log: Log = print) -> AccuracyMatrix:
-    ctx = start_run(cfg, out, log)
-    matrix = stages.train_selector(ctx, out / "selector", log)
+def train_selector(cfg: L2CConfig, out: Path, log: Log = print, resume: bool = False) -> AccuracyMatrix:
+    ctx = start_run(cfg, out, log, resume=resume)
+    matrix = stages.run_stage(stages.SelectorStage(ctx, out / "selector"), log)
     _save_matrix(matrix, out / "selector", "accuracy", "selector (continual LoRA) accuracy")
     return matrix
 
 
-def experts_config(run: Path, config: str | None, overrides: list[str]) -> L2CConfig:
-    """The experts-stage config: the run's own, or `config`; the sections both stages share must agree."""
+def experts_config(run: Path, config: str | None, overrides: list[str], resume: bool = False) -> L2CConfig:
+    """The experts-stage config: `config`, else the stopped experts stage's own (with `resume`), else the run's;
+    the sections both stages share must agree."""
     saved = load_l2c_config(str(_run_config(run)))
-    cfg = load_l2c_config(config or str(run / CONFIG), overrides)
+    stopped = run / "experts" / CONFIG
+    default = stopped if resume and stopped.is_file() else run / CONFIG
+    cfg = load_l2c_config(config or str(default), overrides)
     before, now = to_dict(saved), to_dict(cfg)
     for key in SHARED:
         if before[key] != now[key]:
@@ -131,20 +167,27 @@ def experts_config(run: Path, config: str | None, overrides: list[str]) -> L2CCo
     return cfg
 
 
-def train_experts(run: Path, config: str | None, overrides: list[str], log: Log = print) -> AccuracyMatrix:
-    cfg = experts_config(run, config, overrides)
+def train_experts(
+    run: Path, config: str | None, overrides: list[str], log: Log = print, resume: bool = False
+) -> AccuracyMatrix:
+    cfg = experts_config(run, config, overrides, resume)
     tasks, needed = trained_tasks(run, "selector"), load_split(run / SPLIT).num_tasks
     if tasks < needed:
         raise CheckpointError(
             f"{run}: the selector has {tasks} of {needed} tasks; finish `l2c train-selector` first"
         )
-    if (run / "experts").exists():
+    experts = run / "experts"
+    if resume:
+        check_output_dir(experts, cfg, resume=True)  # the stopped stage's own config
+    elif experts.exists() and _has_checkpoint(experts):
         raise CheckpointError(
-            f"{run / 'experts'} already exists; use another run directory to train experts again"
+            f"{experts} already exists; pass --resume to continue it, or use another run directory to train "
+            "experts again"
         )
     ctx = _open(run, cfg)
-    save_config(cfg, run / "experts" / CONFIG)
-    matrix = stages.train_experts(ctx, run, log)
+    if not (resume and (experts / CONFIG).is_file()):
+        save_config(cfg, experts / CONFIG)
+    matrix = stages.run_stage(stages.ExpertsStage(ctx, run), log)
     _save_matrix(matrix, run / "experts", "top1_validation", "experts, top-1 validation")
     return matrix
 
@@ -205,16 +248,21 @@ def _task_identity(ctx: Context, predictor: TopKPredictor, task: int, k: int) ->
     return task_identity_accuracy(g.argmax(1), true), task_recall_at_k(g, true, k)
 
 
-def run_all(cfg: L2CConfig, out: Path, log: Log = print) -> dict[str, dict[str, float]]:
-    """Selector, experts, top-1 and top-k evaluation and the baselines in one process; writes the results table."""
-    ctx = start_run(cfg, out, log, topk=cfg.eval.topk)
+def run_all(cfg: L2CConfig, out: Path, log: Log = print, resume: bool = False) -> dict[str, dict[str, float]]:
+    """Selector, experts, top-1 and top-k evaluation and the baselines in one process; writes the results table.
+
+    With `resume`, every stage goes on where it stopped (finished stages are only reloaded) and the evaluation
+    is redone."""
+    ctx = start_run(cfg, out, log, topk=cfg.eval.topk, resume=resume)
     results: dict[str, dict[str, float]] = {}
-    matrices = {"selector (continual LoRA)": stages.train_selector(ctx, out / "selector", log)}
+    matrices = {
+        "selector (continual LoRA)": stages.run_stage(stages.SelectorStage(ctx, out / "selector"), log)
+    }
     _save_matrix(
         matrices["selector (continual LoRA)"], out / "selector", "accuracy", "selector (continual LoRA)"
     )
     save_config(cfg, out / "experts" / CONFIG)
-    stages.train_experts(ctx, out, log)
+    stages.run_stage(stages.ExpertsStage(ctx, out), log)
     evaluated = _evaluate(ctx, out, cfg.eval.topk, ctx.split.num_tasks, log)
     matrices["top-1 hard selection"] = evaluated["top1"]
     matrices[f"L2C top-{cfg.eval.topk}"] = evaluated["topk"]
@@ -225,8 +273,7 @@ def run_all(cfg: L2CConfig, out: Path, log: Log = print) -> dict[str, dict[str, 
         evaluated["top1"], out / "eval" / f"top{cfg.eval.topk}", "top1_accuracy", "top-1 hard selection"
     )
     for name in cfg.baselines:
-        train = stages.train_sequential if name == "sequential" else stages.train_joint
-        matrices[name] = train(ctx, out / "baselines" / name, log)
+        matrices[name] = stages.run_stage(stages.BaselineStage(ctx, out / "baselines" / name, name), log)
         _save_matrix(matrices[name], out / "baselines" / name, "accuracy", name)
     results = {name: m.summary() for name, m in matrices.items()}
     table = format_results(results)

@@ -127,17 +127,27 @@ def recorded_steps() -> Iterator[list[int]]:
 
 
 def assert_resume_is_exact(
-    main: Callable[[list[str]], int], argv: list[str], root: Path, resumed_steps: list[int]
+    main: Callable[[list[str]], int],
+    argv: list[str],
+    root: Path,
+    resumed_steps: list[int] | None = None,
+    interrupt_after: int = 1,
 ) -> None:
     """A console script's `--resume` continues exactly: `main(argv + [--output-dir, root/reference])` runs
-    through; the same into root/run stops after its first checkpoint (exit 130, advising --resume); rerun with
-    --resume it must make exactly `resumed_steps` and write every safetensors file of the reference, equal."""
+    through; the same into root/run stops after its `interrupt_after`-th checkpoint (exit 130, advising --resume);
+    rerun with --resume it must make exactly `resumed_steps` (default: the steps of the reference run that the
+    stopped one had not made, for commands that train several times) and write every safetensors file of the
+    reference, equal."""
     from safetensors.torch import load_file
 
     reference, run = root / "reference", root / "run"
-    assert main([*argv, "--output-dir", str(reference)]) == 0
-    with interrupt_after_checkpoint(1):
+    with recorded_steps() as all_steps:
+        assert main([*argv, "--output-dir", str(reference)]) == 0
+    with interrupt_after_checkpoint(interrupt_after), recorded_steps() as stopped_steps:
         assert main([*argv, "--output-dir", str(run)]) == 130
+    if resumed_steps is None:
+        assert all_steps[: len(stopped_steps)] == stopped_steps
+        resumed_steps = all_steps[len(stopped_steps) :]
     with recorded_steps() as steps:
         assert main([*argv, "--output-dir", str(run), "--resume"]) == 0
     assert steps == resumed_steps  # continues after the checkpoint, redoes nothing
