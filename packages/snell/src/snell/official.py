@@ -1,13 +1,23 @@
-"""Import a checkpoint of the official SNELL code (ssfgunner/SNELL) into a `SnellModel` on a timm ViT.
+"""Import a checkpoint of the official SNELL code (ssfgunner/SNELL) into a `SnellModel` on a timm ViT, Swin or
+ConvNeXt.
 
-The official ViT (`BlockSNELLParallel`) has separate `attn.q`, `attn.k`, `attn.v` linears and one tuning
-module per linear, `attn.additional_{q,k,v,proj}.learnable` and `mlp.additional_fc{1,2}.learnable`, holding
-`In_Qs` (heads, d_in, r/2) and `Out_Qs` (heads, d_out, r/2) factors (`In_Qs_1`/`Out_Qs_1` when trained with
-sparsity 0) and the fixed head coefficients `shared_coeff_fc` (+0.1, -0.1). Its update, `sum_h c_h
-cdist(In_Qs[h], Out_Qs[h])`, is a (d_in, d_out) matrix applied as `x @ W`, i.e. our (d_out, d_in) update
-transposed: the factors map one to one. q, k and v become the three blocks of timm's fused `qkv`. The sparsity
-(`init_thres`) is not stored in the checkpoint: the config must give it. Files are read without running code
-(`learngene_core.checkpoint.read_state_dict`).
+Every official backbone has one tuning module per tuned linear, `attn.additional_{q,k,v,proj}.learnable` and
+`mlp.additional_fc{1,2}.learnable`, holding `In_Qs` (heads, d_in, r/2) and `Out_Qs` (heads, d_out, r/2) factors
+(`In_Qs_1`/`Out_Qs_1` when trained with sparsity 0) and the fixed head coefficients `shared_coeff_fc` (+0.1,
+-0.1). Its update, `sum_h c_h cdist(In_Qs[h], Out_Qs[h])`, is a (d_in, d_out) matrix applied as `x @ W`, i.e.
+our (d_out, d_in) update transposed: the factors map one to one. q, k and v become the three blocks of timm's
+fused `qkv`. The sparsity (`init_thres`) is not stored in the checkpoint: the config must give it. Files are read
+without running code (`learngene_core.checkpoint.read_state_dict`).
+
+Base weights, by backbone (the spec names only the ViT's; the Swin and ConvNeXt names are read from the official
+code's modules, which are timm's of 2021-22):
+- ViT (`BlockSNELLParallel`): separate `attn.q`, `attn.k`, `attn.v` linears, fused here into `qkv`;
+- Swin: the original Swin layout, fused `attn.qkv` with the q/k/v branches added to its three outputs, patch
+  merging at the end of a stage (`layers.i.downsample`, timm now puts it at the start of stage i+1), `head` (timm:
+  `head.fc`) and the `relative_position_index`/`attn_mask` buffers (dropped: timm rebuilds them);
+- ConvNeXt: branches on `mlp.fc1`/`mlp.fc2` only; `stem.proj`/`stem.norm` and `stages.i.downsample.norm`/`.proj`
+  (timm: `stem.0`/`stem.1`, `downsample.0`/`.1`); the blocks (`conv_dw`, `norm`, `mlp`, `gamma`) and `head.norm`,
+  `head.fc` keep their names.
 """
 
 from __future__ import annotations
@@ -16,6 +26,8 @@ import re
 from pathlib import Path
 
 import torch
+from timm.models.convnext import ConvNeXt
+from timm.models.swin_transformer import SwinTransformer
 from torch import nn
 
 from learngene_core.checkpoint import read_state_dict
@@ -30,6 +42,18 @@ BRANCH = re.compile(
 )
 FACTOR_NAMES = {"sparse": ("In_Qs", "Out_Qs"), "dense": ("In_Qs_1", "Out_Qs_1")}
 QKV = ("q", "k", "v")
+# the official backbones' base-weight names -> the installed timm's (the official code copies timm of 2021-22)
+SWIN_NAMES = (
+    (re.compile(r"^layers\.(\d+)\.downsample\."), lambda m: f"layers.{int(m[1]) + 1}.downsample."),
+    (re.compile(r"^head\."), "head.fc."),
+)
+SWIN_BUFFERS = ("relative_position_index", "attn_mask")  # stored by the original Swin, rebuilt by timm
+CONVNEXT_NAMES = (
+    (re.compile(r"^stem\.proj\."), "stem.0."),
+    (re.compile(r"^stem\.norm\."), "stem.1."),
+    (re.compile(r"\.downsample\.norm\."), ".downsample.0."),
+    (re.compile(r"\.downsample\.proj\."), ".downsample.1."),
+)
 
 
 def convert_official_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict, bool]:
@@ -115,7 +139,7 @@ def load_official_state(model: SnellModel, state: dict[str, torch.Tensor], with_
     with torch.no_grad():
         for name, layer in layers.items():
             _copy_branch(name, layer, branches[name])
-    loaded = _load_base(model.model, base, with_head)
+    loaded = _load_base(model.model, timm_base_names(base, model.model), with_head)
     return {"branches": len(layers), "base_tensors": loaded, "sparse": sparse}
 
 
@@ -135,6 +159,26 @@ def _copy_branch(name: str, layer: SnellLinear, blocks: dict[int, tuple]) -> Non
             )
         own_in.copy_(in_f)
         own_out.copy_(out_f)
+
+
+def timm_base_names(base: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The official backbone's base weights under the names of the installed timm `model` (Swin, ConvNeXt).
+
+    Only names change: a tensor whose shape does not fit (another window or patch size) is refused when loaded,
+    never resized."""
+    if isinstance(model, SwinTransformer):
+        base = {k: v for k, v in base.items() if not k.endswith(SWIN_BUFFERS)}
+        rules = SWIN_NAMES
+    elif isinstance(model, ConvNeXt):
+        rules = CONVNEXT_NAMES
+    else:
+        return base
+    renamed = {}
+    for key, tensor in base.items():
+        for pattern, name in rules:
+            key = pattern.sub(name, key)
+        renamed[key] = tensor
+    return renamed
 
 
 def _load_base(model: nn.Module, base: dict[str, torch.Tensor], with_head: bool) -> int:
