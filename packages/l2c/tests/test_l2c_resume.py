@@ -3,10 +3,8 @@ weights and accuracy matrices of one that ran through; stopped before its first 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,6 @@ from safetensors.torch import load_file
 
 from l2c.cli import main
 from learngene_core.testing import assert_resume_is_exact, interrupt_after_checkpoint, recorded_steps
-from learngene_core.trainer import Trainer
 
 # 2 epochs a task, one checkpoint an epoch: the selector's 5 tasks make checkpoints 1-10, expert t 11+2t, 12+2t
 FAST = [
@@ -43,21 +40,6 @@ def matrices(folder: Path) -> dict[str, dict]:
         for p in sorted(folder.rglob("*.json"))
         if not any(part.startswith("task_") for part in p.parts)
     }
-
-
-@contextlib.contextmanager
-def interrupt_before_first_checkpoint() -> Iterator[None]:
-    """A Ctrl-C at the Trainer's first checkpoint, before anything of it is written."""
-    original = Trainer._save_last
-
-    def interrupt(self: Trainer) -> None:
-        raise KeyboardInterrupt
-
-    Trainer._save_last = interrupt  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        Trainer._save_last = original  # type: ignore[method-assign]
 
 
 def test_run_stopped_inside_an_expert_resumes_to_the_same_weights_and_matrices(tmp_path):
@@ -100,7 +82,7 @@ def test_train_experts_resumes_after_a_stop_in_task_1(selector_run, tmp_path):
 def test_a_selector_stopped_before_its_first_checkpoint_reruns_in_place(selector_run, tmp_path, resume):
     out = tmp_path / "sel"
     argv = ["train-selector", "--config", "tiny", "--output-dir", str(out), *FAST]
-    with interrupt_before_first_checkpoint():
+    with interrupt_after_checkpoint(0):  # stopped before its first checkpoint
         assert main(argv) == 130
     assert (out / "config.yaml").is_file() and not list(out.rglob("checkpoints/last"))
     assert main(argv + ["--resume"] * resume) == 0

@@ -82,7 +82,8 @@ def one_torch_thread() -> Iterator[None]:
 @contextlib.contextmanager
 def interrupt_after_checkpoint(count: int = 1) -> Iterator[None]:
     """Inside the block, the Trainer raises KeyboardInterrupt (a Ctrl-C) right after writing its `count`-th
-    `checkpoints/last`, so a console script's `--resume` can be tested in process, deterministically."""
+    `checkpoints/last`, so a console script's `--resume` can be tested in process, deterministically.
+    `count=0`: at its first checkpoint, before writing anything of it (a run stopped before its first checkpoint)."""
     from learngene_core.trainer import Trainer
 
     original = Trainer._save_last
@@ -90,6 +91,8 @@ def interrupt_after_checkpoint(count: int = 1) -> Iterator[None]:
 
     def save_then_interrupt(self: Trainer) -> None:
         nonlocal saved
+        if count == 0:
+            raise KeyboardInterrupt
         original(self)
         saved += 1
         if saved == count:
