@@ -178,6 +178,25 @@ def test_unknown_dataset_and_option_are_data_errors():
     assert {"digits", "synthetic-images", "synthetic-text", "cifar100", "image-folder"} <= set(DATASETS)
 
 
+def test_learngene_list_reads_every_dataset_and_its_description_from_the_source():
+    """`learngene list` reads the registrations without importing them (no torch); it sees the registry."""
+    from learngene_core.cli import DATASET_SOURCES
+    from learngene_core.registry import declared_entries
+
+    declared = declared_entries(DATASET_SOURCES.glob("*.py"), "DATASETS")
+    assert declared == {name: DATASETS.get(name).__doc__.strip().splitlines()[0] for name in DATASETS}
+
+
+def test_declared_entries_finds_decorated_and_called_registrations_only(tmp_path):
+    from learngene_core.registry import declared_entries
+
+    (tmp_path / "a.py").write_text(
+        'from x import MODELS, OTHER\n\n@MODELS.register("b")\nclass B:\n    """Bee.\n\n    More."""\n\n'
+        '@OTHER.register("c")\ndef c(): ...\n\nMODELS.register("a")(lambda: 1)\nMODELS.get("d")\n'
+    )
+    assert declared_entries([tmp_path / "a.py"], "MODELS") == {"a": "", "b": "Bee."}
+
+
 # ---------------------------------------------------------------------------------------------------- loaders
 
 

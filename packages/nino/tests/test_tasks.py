@@ -68,6 +68,14 @@ def test_lm_task_reports_perplexity_of_its_loss():
     assert metrics["loss"] == pytest.approx(math.log(128), abs=0.3)  # untrained: near uniform over 128 tokens
 
 
+def test_nino_list_reads_every_model_name_from_the_source():
+    """`nino list` reads the MODELS registrations without importing torch; it sees the registry."""
+    from learngene_core.registry import declared_entries
+    from nino.cli import MODEL_SOURCE
+
+    assert list(declared_entries([MODEL_SOURCE], "MODELS")) == MODELS.names()
+
+
 def test_every_task_builds():
     assert set(task_names()) <= set(MODELS.names())
 

@@ -5,13 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import load_config
-from learngene_core.learngene.inherit import learngene_summary
-from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_descendant_verb
-
-from .condense import LEARNGENE_DIR, METHOD, condense, format_scores
-from .config import CondenseConfig
+from learngene_core.clitools import add_config_arguments, format_presets, make_parser, overrides_of, run_cli
+from learngene_core.learngene.layer_cli import add_descendant_verbs, run_descendant_verb
 
 PACKAGE = "auto_learngene.configs"
 EXAMPLES = """\
@@ -24,7 +19,9 @@ examples (tiny presets: digits, a laptop CPU, minutes; any `learngene train` run
 
 
 def build_parser():
-    parser = make_parser("auto-learngene", "Auto-Learngene (Wang et al., arXiv 2305.02279).", EXAMPLES)
+    parser = make_parser(
+        "auto-learngene", "Auto-Learngene (Wang et al., arXiv 2305.02279).", EXAMPLES, presets=PACKAGE
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="{condense,expand,train,list}")
     con = verbs.add_parser(
         "condense", help="meta-train the transfer weights on a pseudo-descendant; save the learngene"
@@ -32,11 +29,21 @@ def build_parser():
     add_config_arguments(con, "tiny", example="ancestry.run=runs/heur/collective/task-02 method.k=3")
     con.add_argument("--output-dir", required=True, help="run directory (pseudo-descendant run, learngene/)")
     add_descendant_verbs(verbs, "tiny-descendant")
+    verbs.add_parser("list", help="list the presets", threads=False)
     return parser
 
 
 def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb == "list":
+        print(format_presets(PACKAGE))
+        return 0
+    from learngene_core.config import load_config
+    from learngene_core.learngene.inherit import learngene_summary
+
+    from .condense import LEARNGENE_DIR, METHOD, condense, format_scores
+    from .config import CondenseConfig
+
     if args.verb == "condense":
         cfg = load_config(args.config, overrides_of(args), CondenseConfig, PACKAGE)
         learngene, choice = condense(cfg, args.output_dir)

@@ -1,9 +1,14 @@
 """Heur-Learngene: inherit the ancestry layers that change least across a stream of tasks (AAAI 2022)."""
 
-from .collective import train_collective
-from .config import CollectiveConfig, HeurSpec, StreamConfig
-from .criterion import rank_layers
-from .tracking import LayerTracker
+from learngene_core.lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["CollectiveConfig", "HeurSpec", "LayerTracker", "StreamConfig", "rank_layers", "train_collective"]
+__all__ = lazy_exports(
+    __name__,
+    {
+        ".collective": ["train_collective"],
+        ".config": ["CollectiveConfig", "HeurSpec", "StreamConfig"],
+        ".criterion": ["rank_layers"],
+        ".tracking": ["LayerTracker"],
+    },
+)

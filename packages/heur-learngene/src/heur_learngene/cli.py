@@ -5,15 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
-from learngene_core.config import load_config
+from learngene_core.clitools import add_config_arguments, format_presets, make_parser, overrides_of, run_cli
 from learngene_core.errors import ConfigError
-from learngene_core.learngene.inherit import learngene_summary
-from learngene_core.learngene.layer_descendants import add_descendant_verbs, run_descendant_verb
-
-from .collective import LEARNGENE_DIR, METHOD, rechoose, run_collective
-from .config import CollectiveConfig
-from .criterion import format_ranking
+from learngene_core.learngene.layer_cli import add_descendant_verbs, run_descendant_verb
 
 PACKAGE = "heur_learngene.configs"
 EXAMPLES = """\
@@ -27,7 +21,9 @@ examples (tiny presets: digits, a laptop CPU, minutes):
 
 
 def build_parser():
-    parser = make_parser("heur-learngene", "Heur-Learngene (Wang et al., AAAI 2022).", EXAMPLES)
+    parser = make_parser(
+        "heur-learngene", "Heur-Learngene (Wang et al., AAAI 2022).", EXAMPLES, presets=PACKAGE
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="{collective,choose,expand,train,list}")
     col = verbs.add_parser(
         "collective", help="train the collective model over the task stream; save the learngene"
@@ -46,11 +42,20 @@ def build_parser():
         "overrides", nargs="*", metavar="key.sub=value", help="e.g. method.criterion=gradient method.k=3"
     )
     add_descendant_verbs(verbs, "tiny-descendant")
+    verbs.add_parser("list", help="list the presets", threads=False)
     return parser
 
 
 def _command(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    if args.verb == "list":
+        print(format_presets(PACKAGE))
+        return 0
+    from learngene_core.config import load_config
+
+    from .collective import LEARNGENE_DIR, METHOD, rechoose, run_collective
+    from .config import CollectiveConfig
+
     if args.verb == "collective":
         cfg = load_config(args.config, overrides_of(args), CollectiveConfig, PACKAGE)
         learngene, choice = run_collective(cfg, args.output_dir)
@@ -72,6 +77,10 @@ def _ints(text: str) -> list[int]:
 
 
 def _report(learngene, choice, directory) -> None:
+    from learngene_core.learngene.inherit import learngene_summary
+
+    from .criterion import format_ranking
+
     print(format_ranking(choice, learngene.manifest["layer_prefixes"]))
     print(learngene_summary(learngene, directory))
 

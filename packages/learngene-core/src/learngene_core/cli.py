@@ -20,6 +20,7 @@ examples:
   ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m learngene_core.cli train --config digits-vit --output-dir runs/ddp
 """
 PRESETS = "learngene_core.configs"
+DATASET_SOURCES = Path(__file__).parent / "data"  # read by `list`; importing the registry would import torch
 
 
 def build_parser():
@@ -83,13 +84,13 @@ def _evaluate(args) -> dict[str, float]:
 
 
 def _list() -> None:
-    from .data import DATASETS  # the dataset registry imports torch; presets and methods do not
     from .methods import discover_methods
+    from .registry import declared_entries
 
     print(format_presets(PRESETS))
     print("datasets (data.name=NAME):")
-    for name in DATASETS:
-        print(f"  {name:<18} {(DATASETS.get(name).__doc__ or '').strip().splitlines()[0]}")
+    for name, summary in declared_entries(DATASET_SOURCES.glob("*.py"), "DATASETS").items():
+        print(f"  {name:<18} {summary}")
     methods = discover_methods()
     print("method packages (entry points 'learngene.methods'):")
     for m in methods:

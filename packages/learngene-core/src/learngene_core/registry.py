@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from .errors import LearngeneError
@@ -51,3 +53,31 @@ class Registry(Generic[F]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def declared_entries(sources: Iterable[Path], registry: str) -> dict[str, str]:
+    """Names registered with `<registry>.register("name")` in the Python files `sources`, read without importing
+    them (so a console script's `list` imports no torch), each with the first docstring line of the function or
+    class it decorates ("" when registered by a call). Sorted by name."""
+    found = {}
+    for source in sources:
+        for node in ast.walk(ast.parse(Path(source).read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                for decorator in node.decorator_list:
+                    if (name := _registered_name(decorator, registry)) is not None:
+                        found[name] = (ast.get_docstring(node) or "").strip().split("\n")[0]
+            elif isinstance(node, ast.Call) and (name := _registered_name(node.func, registry)) is not None:
+                found[name] = ""  # REGISTRY.register("name")(factory)
+    return dict(sorted(found.items()))
+
+
+def _registered_name(node: ast.AST, registry: str) -> str | None:
+    """The name if `node` is the call `<registry>.register("name")`, else None."""
+    if not (
+        isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "register"
+    ):
+        return None
+    owner, args = node.func.value, node.args
+    if isinstance(owner, ast.Name) and owner.id == registry and args and isinstance(args[0], ast.Constant):
+        return str(args[0].value)
+    return None

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from learngene_core.clitools import add_config_arguments, make_parser, overrides_of, run_cli
+from learngene_core.clitools import add_config_arguments, format_presets, make_parser, overrides_of, run_cli
 from learngene_core.config import ExperimentConfig, load_config
 from learngene_core.errors import ConfigError
 
@@ -17,7 +17,7 @@ examples (the tiny presets run on a laptop CPU in a few minutes):
   learngene-pool distill --config tiny-aux-narrow --output-dir runs/aux-narrow ancestry.run=runs/ancestry
   learngene-pool distill --config tiny-aux-wide --output-dir runs/aux-wide ancestry.run=runs/ancestry
   learngene-pool build --config tiny-build --output-dir runs/pool "aux=[runs/aux-narrow,runs/aux-wide]"
-  learngene-pool list --pool runs/pool
+  learngene-pool list --pool runs/pool                                  # its descendants, smallest first
   learngene-pool eval --pool runs/pool --config-id all --config tiny-train
   learngene-pool init --pool runs/pool --config-id 4 --output-dir runs/descendant-4
   learngene-pool train --pool runs/pool --config-id 4 --config tiny-train --output-dir runs/train-4
@@ -58,9 +58,11 @@ def build_parser():
     build.add_argument("--resume", action="store_true", help="continue an interrupted build")
 
     listing = verbs.add_parser(
-        "list", help="every descendant of a pool with parameters and FLOPs, smallest first", threads=False
+        "list",
+        help="the presets, or with --pool every descendant of a pool with parameters and FLOPs, smallest first",
+        threads=False,
     )
-    listing.add_argument("--pool", required=True, help="a pool directory written by build")
+    listing.add_argument("--pool", help="a pool directory written by build (default: list the presets)")
     listing.add_argument("--json", help="also write the rows to this JSON file")
 
     init = verbs.add_parser("init", help="export one descendant as a standalone model (safetensors + JSON)")
@@ -146,6 +148,11 @@ def _command(argv: Sequence[str] | None) -> int:
 
 
 def _list(args) -> None:
+    if args.pool is None:
+        if args.json:
+            raise ConfigError("list --json writes a pool's descendants: give --pool DIR too")
+        print(format_presets(PACKAGE))
+        return
     from .build import load_pool
     from .listing import list_descendants
 

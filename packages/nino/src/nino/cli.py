@@ -21,6 +21,7 @@ from learngene_core.errors import CheckpointError, ConfigError, LearngeneError
 
 PROG = "nino"
 PRESETS = "nino.configs"
+MODEL_SOURCE = Path(__file__).parent / "tasks.py"  # `list` reads the MODELS registrations here without torch
 
 EPILOG = """examples:
   nino list                                                      # presets, tasks and models
@@ -188,11 +189,13 @@ def _plot_adjacency(graph, path: Path) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .tasks import MODELS, task_names
+    from learngene_core.registry import declared_entries
+
+    from .recipes import task_names
 
     print(format_presets(PRESETS))
     print("tasks:", ", ".join(task_names()))
-    print("models (nino graph --model):", ", ".join(MODELS.names()))
+    print("models (nino graph --model):", ", ".join(declared_entries([MODEL_SOURCE], "MODELS")))
     return 0
 
 

@@ -30,6 +30,8 @@ from learngene_core.errors import ModelError
 from learngene_core.models import build_model
 from learngene_core.registry import Registry
 
+from .recipes import LM_SEQ, LM_VOCAB, RECIPES, TASKS, VALIDATION_TASKS, task_names
+
 __all__ = [
     "MODELS",
     "TASKS",
@@ -99,7 +101,6 @@ def _llama(vocab: int, layers: int, width: int, heads: int, kv_heads: int, posit
     return build_model(ModelConfig(source="hf", name="llama", kwargs=kwargs))
 
 
-LM_VOCAB, LM_SEQ = 128, 32
 HOLDOUT_FRACTION = 12  # 1/12 of each training split is held out, as in the paper's vision protocol (A.10)
 
 # Architectures by name (no data): the task nets plus the reference's meta-training architectures.
@@ -252,59 +253,13 @@ def evaluate(task: TaskBundle, model: nn.Module, batches: Batches | None = None)
     return {"loss": loss, "accuracy": correct / max(count, 1)}
 
 
-@dataclass(frozen=True)
-class _Recipe:
-    model: str
-    data: str
-    lr: float
-    batch_size: int
-    options: dict[str, Any] = field(default_factory=dict)
-    image_size: int | None = None
-
-
-_SYNTH = {"num_samples": 2000, "image_size": 16, "channels": 3, "noise": 2.0}
-_TEXT = {"vocab_size": LM_VOCAB, "num_samples": 512}
-_RECIPES: dict[str, _Recipe] = {
-    "cnn-digits-16": _Recipe("cnn-digits-16", "digits", 6e-3, 64),
-    "cnn-digits-32": _Recipe("cnn-digits-32", "digits", 6e-3, 64),
-    "cnn-synth-16": _Recipe("cnn-synth-16", "synthetic-images", 3e-3, 64, _SYNTH),
-    "cnn-synth-32": _Recipe("cnn-synth-32", "synthetic-images", 3e-3, 64, _SYNTH),
-    "mlp-digits": _Recipe("mlp-digits", "digits", 3e-3, 64),
-    "gpt2-tiny": _Recipe("gpt2-tiny", "synthetic-text", 2e-3, 16, _TEXT),
-    "gpt2-3-24": _Recipe("gpt2-3-24", "synthetic-text", 2e-3, 16, _TEXT),
-    "llama-tiny": _Recipe("llama-tiny", "synthetic-text", 2e-3, 16, _TEXT),
-    "cnn-digits-8": _Recipe("cnn-digits-8", "digits", 6e-3, 64),
-    "cnn-digits-24": _Recipe("cnn-digits-24", "digits", 6e-3, 64),
-    "cnn-digits-16-d4": _Recipe("cnn-digits-16-d4", "digits", 3e-3, 64),
-    "cnn-synth-8": _Recipe("cnn-synth-8", "synthetic-images", 3e-3, 64, _SYNTH),
-    "cnn-synth-24": _Recipe("cnn-synth-24", "synthetic-images", 3e-3, 64, _SYNTH),
-    "cnn-synth-16-d2": _Recipe("cnn-synth-16-d2", "synthetic-images", 6e-3, 64, _SYNTH),
-    "mlp-digits-64": _Recipe("mlp-digits-64", "digits", 2e-3, 64),
-    "mlp-digits-d3": _Recipe("mlp-digits-d3", "digits", 3e-3, 64),
-    "mlp-digits-48": _Recipe("mlp-digits-48", "digits", 3e-3, 64),
-    "mlp-synth": _Recipe("mlp-synth", "synthetic-images", 1e-3, 64, _SYNTH),
-    "gpt2-1-16": _Recipe("gpt2-1-16", "synthetic-text", 3e-3, 16, _TEXT),
-    "gpt2-2-24": _Recipe("gpt2-2-24", "synthetic-text", 2e-3, 16, _TEXT),
-    "llama-1-24": _Recipe("llama-1-24", "synthetic-text", 2e-3, 16, _TEXT),
-}
-TASKS = sorted(_RECIPES)
-# Tasks for choosing among meta-training candidates (tools/bench/nino_select.py): none is trained on by the
-# collect-cpu presets, none is run by tools/bench/nino_speedup.py, so choosing here does not tune on its test set.
-VALIDATION_TASKS = ("cnn-digits-24", "cnn-synth-24", "mlp-digits-48", "gpt2-2-24")
-
-
-def task_names() -> list[str]:
-    """Names accepted by `build_task`."""
-    return list(TASKS)
-
-
 def build_task(name: str, seed: int = 0, data_seed: int = 0) -> TaskBundle:
     """Task `name`: model init and batch order from `seed`; the dataset (split, synthetic content) from `data_seed`."""
-    if name not in _RECIPES:
+    if name not in RECIPES:
         from learngene_core.registry import did_you_mean
 
         raise ModelError(f"unknown nino task '{name}'{did_you_mean(name, TASKS)}; known: {', '.join(TASKS)}")
-    recipe = _RECIPES[name]
+    recipe = RECIPES[name]
     cfg = DataConfig(
         name=recipe.data, batch_size=recipe.batch_size, seq_len=LM_SEQ, options=dict(recipe.options)
     )

@@ -187,8 +187,9 @@ def _command(argv: Sequence[str] | None) -> int:
 
 
 def _list() -> None:
-    print(format_presets(PRESETS), flush=True)
-    from .kernels import KERNELS  # imports torch
+    from .kernels import KERNELS
+
+    print(format_presets(PRESETS))
 
     print("kernels (snell.kernel=NAME):")
     for k in KERNELS.values():

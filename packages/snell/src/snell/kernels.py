@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import Tensor
+# The kernels import torch when they run, so `snell list` reads this table without it.
+if TYPE_CHECKING:
+    from torch import Tensor
 
 # the reference's fixed, non-trainable head coefficients c_h = 0.1 * (-1)^h
 DISTANCE_COEFFICIENTS = (0.1, -0.1)
@@ -30,11 +32,15 @@ class Kernel:
 
 
 def _coefficients(in_f: Tensor) -> Tensor:
+    import torch
+
     return torch.tensor(DISTANCE_COEFFICIENTS, dtype=in_f.dtype, device=in_f.device).view(-1, 1, 1)
 
 
 def distance_kernel(in_f: Tensor, out_f: Tensor) -> Tensor:
     """The reference kernel: 0.1 * ||out1_j - in1_i|| - 0.1 * ||out2_j - in2_i|| (Euclidean distances)."""
+    import torch
+
     total = DISTANCE_COEFFICIENTS[0] * torch.cdist(out_f[0], in_f[0])
     for h in range(1, in_f.shape[0]):  # head by head, in the order the hand-written backward rebuilds it
         total = total + DISTANCE_COEFFICIENTS[h] * torch.cdist(out_f[h], in_f[h])
@@ -43,16 +49,22 @@ def distance_kernel(in_f: Tensor, out_f: Tensor) -> Tensor:
 
 def linear_kernel(in_f: Tensor, out_f: Tensor) -> Tensor:
     """LoRA: the inner product, delta = B A^T (one head holding the whole rank)."""
+    import torch
+
     return torch.einsum("hok,hik->oi", out_f, in_f)
 
 
 def rbf_kernel(in_f: Tensor, out_f: Tensor) -> Tensor:
     """Experimental: 0.1 * exp(-||out1_j - in1_i||^2) - 0.1 * exp(-||out2_j - in2_i||^2)."""
+    import torch
+
     return (_coefficients(in_f) * torch.exp(-torch.cdist(out_f, in_f, p=2.0).square())).sum(0)
 
 
 def sigmoid_kernel(in_f: Tensor, out_f: Tensor) -> Tensor:
     """Experimental: 0.1 * tanh(out1_j . in1_i) - 0.1 * tanh(out2_j . in2_i)."""
+    import torch
+
     return (_coefficients(in_f) * torch.tanh(out_f @ in_f.transpose(1, 2))).sum(0)
 
 

@@ -1,4 +1,5 @@
-"""Descendants of a layer learngene (Heur-/Auto-Learngene): the config, `expand` and `train`, shared by both CLIs."""
+"""Descendants of a layer learngene (Heur-/Auto-Learngene): the config, `expand` and `train`, shared by both CLIs
+(whose parsers `layer_cli.py` builds without torch)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ from typing import Any, Literal
 
 from .. import experiment
 from ..checkpoint import WEIGHTS_NAME, save_weights, write_dir_atomically
-from ..clitools import add_config_arguments, overrides_of
-from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, load_config, preset_names
+from ..config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig, load_config
 from ..errors import ConfigError
 from ..models import count_parameters
 from .artifact import Learngene
@@ -39,41 +39,6 @@ class LayerDescendantConfig:
         return ExperimentConfig(
             descendant_model_config(learngene, self.model), self.data, self.train, self.seed
         )
-
-
-def add_descendant_verbs(verbs: argparse._SubParsersAction, default_config: str) -> None:
-    """`expand` (write a descendant), `train` (train one, from the learngene or from random init) and `list`."""
-    exp = verbs.add_parser("expand", help="write a descendant (learngene layers + fresh rest + new head)")
-    exp.add_argument("--learngene", required=True, help="a learngene directory")
-    exp.add_argument("--num-classes", type=int, required=True, help="classes of the new head")
-    exp.add_argument(
-        "--in-chans", type=int, default=None, help="input channels (default: the ancestry's data)"
-    )
-    exp.add_argument("--placement", choices=["same", "top"], default="same")
-    exp.add_argument("--output-dir", required=True)
-
-    train = verbs.add_parser("train", help="train a descendant on a few samples of a new task")
-    add_config_arguments(train, default_config, example="data.samples_per_class=10")
-    train.add_argument("--learngene", required=True, help="a learngene directory (its architecture is used)")
-    train.add_argument(
-        "--init", default="learngene", choices=["learngene", "random"],
-        help="learngene: inherit its layers; random: the same architecture, every tensor fresh (baseline)",
-    )  # fmt: skip
-    train.add_argument("--output-dir", required=True)
-    train.add_argument("--resume", action="store_true")
-    verbs.add_parser("list", help="list presets")
-
-
-def run_descendant_verb(args: argparse.Namespace, method: str, package: str) -> None:
-    """Run the `expand`, `train` or `list` verb added by `add_descendant_verbs`."""
-    if args.verb == "expand":
-        run_expand(args, method)
-    elif args.verb == "train":
-        run_train(args, method, package, overrides_of(args))
-    else:
-        print("presets (--config NAME):")
-        for name in preset_names(package):
-            print(f"  {name}")
 
 
 def run_expand(args: argparse.Namespace, method: str) -> None:
