@@ -3,11 +3,18 @@
 A console script built from these helpers answers `--help` without importing torch: build the parser from
 this module (and `config`, which needs only PyYAML) and import the heavy modules inside the command that
 needs them. See the learngene-core README, "Writing a console script".
+
+Exit codes of every script (`run_cli`): 0 done; 2 a user error (one `prog: error: ...` line naming the
+culprit); 130 interrupted by Ctrl-C (the shell convention 128 + SIGINT; one line with the command that
+continues the run); 141 its output pipe was closed by the reader (`| head`; 128 + SIGPIPE, silently).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextvars
+import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -52,7 +59,12 @@ class CliParser(argparse.ArgumentParser):
         parsed, extras = super().parse_known_args(args, namespace)
         if hasattr(parsed, "threads"):
             apply_threads(parsed.threads)
+        _parsed.set(parsed)  # for `run_cli`'s interrupt message: does this verb take --resume?
         return parsed, extras
+
+
+#: The arguments the running command parsed last (a sub-command parser parses first, the top level last).
+_parsed: contextvars.ContextVar[argparse.Namespace | None] = contextvars.ContextVar("parsed", default=None)
 
 
 class _Verbs(argparse._SubParsersAction):
@@ -113,19 +125,72 @@ def run_cli(
     """Run `command(argv)`; user errors become one `prog: error: ...` line on stderr and exit code 2.
 
     User errors are `LearngeneError`s and file-system errors (`OSError`: the output dir is a file, a directory
-    is read-only, the disk is full), which name the path involved.
+    is read-only, the disk is full), which name the path involved. Ctrl-C is one line with the command that
+    continues the run (`--resume` added when the verb has it) and exit code 130; a reader that closed the
+    output pipe early (`prog list | head -1`) ends the script silently with exit code 141.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    token = _parsed.set(None)
     try:
-        return command(argv) or 0
+        code = command(argv) or 0
+    except SystemExit:  # argparse after --help or a usage error: what it printed may meet a closed pipe too
+        if not _flushed():
+            return 141
+        raise
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
     except LearngeneError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        code = _error(prog, str(exc))
     except OSError as exc:
-        print(f"{prog}: error: {describe_os_error(exc)}", file=sys.stderr)
-        return 2
+        code = _error(prog, describe_os_error(exc))
     except KeyboardInterrupt:
-        print(
-            f"{prog}: interrupted; to continue, rerun the same command (with --resume if it trains)",
-            file=sys.stderr,
-        )
-        return 130
+        _say(f"{prog}: interrupted; {_continue_hint(prog, argv, _parsed.get())}")
+        code = 130
+    finally:
+        _parsed.reset(token)
+    return code if _flushed() else 141  # a closed pipe fails here, inside the guard, not at interpreter exit
+
+
+def _continue_hint(prog: str, argv: list[str], parsed: argparse.Namespace | None) -> str:
+    """How to go on after Ctrl-C: the same command, with `--resume` if the verb has that flag (a verb without it
+    may refuse to start over in the output dir it wrote)."""
+    if parsed is not None and hasattr(parsed, "resume"):
+        again = argv if "--resume" in argv else [*argv, "--resume"]
+        return f"to continue, run: {shlex.join([prog, *again])}"
+    hint = f"to start over, run: {shlex.join([prog, *argv])}"
+    writes = parsed is not None and any(hasattr(parsed, name) for name in ("output_dir", "output"))
+    return f"{hint} (with a new --output-dir if it already wrote there)" if writes else hint
+
+
+def _error(prog: str, message: str) -> int:
+    _say(f"{prog}: error: {message}")
+    return 2
+
+
+def _say(line: str) -> None:
+    """Print one line on stderr; if stderr is a closed pipe too, stay silent."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _flushed() -> bool:
+    """Flush stdout; False (and stdout silenced) if its reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        return False
+    return True
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush of what a closed pipe refused is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (e.g. captured by a test)
+        pass

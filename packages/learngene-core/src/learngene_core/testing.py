@@ -4,6 +4,7 @@
 torch thread (tiny models: threads cost more than they save, and a busy machine makes them far slower).
 `tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share; `write_fake_cifar100` writes a
 random-pixel dataset in the CIFAR-100 python layout for tests of presets that read it from a local path.
+`interrupt_console_cases` runs console scripts that get a real Ctrl-C after their first optimizer step;
 `interrupt_after_checkpoint` stops a Trainer run right after a checkpoint and `recorded_steps` lists the steps
 runs make, to test `--resume` of a console script in process.
 """
@@ -141,8 +142,6 @@ def assert_resume_is_exact(
     rerun with --resume it must make exactly `resumed_steps` (default: the steps of the reference run that the
     stopped one had not made, for commands that train several times) and write every safetensors file of the
     reference, equal."""
-    from safetensors.torch import load_file
-
     reference, run = root / "reference", root / "run"
     with recorded_steps() as all_steps:
         assert main([*argv, "--output-dir", str(reference)]) == 0
@@ -154,22 +153,71 @@ def assert_resume_is_exact(
     with recorded_steps() as steps:
         assert main([*argv, "--output-dir", str(run), "--resume"]) == 0
     assert steps == resumed_steps  # continues after the checkpoint, redoes nothing
+    assert_same_safetensors(reference, run)
+
+
+def assert_same_safetensors(reference: Path, other: Path) -> None:
+    """Both directories hold the same safetensors files (at least one), tensor for tensor, bit for bit."""
+    from safetensors.torch import load_file
+
     files = sorted(p.relative_to(reference) for p in reference.rglob("*.safetensors"))
-    assert files and files == sorted(p.relative_to(run) for p in run.rglob("*.safetensors"))
+    assert files and files == sorted(p.relative_to(other) for p in other.rglob("*.safetensors"))
     for name in files:
-        expected, resumed = load_file(reference / name), load_file(run / name)
-        assert expected.keys() == resumed.keys(), name
-        assert all(torch.equal(expected[k], resumed[k]) for k in expected), name
+        expected, found = load_file(reference / name), load_file(other / name)
+        assert expected.keys() == found.keys(), name
+        assert all(torch.equal(expected[k], found[k]) for k in expected), name
+
+
+@contextlib.contextmanager
+def model_data_probes(enabled: bool = True) -> Iterator[list[int]]:
+    """Inside the block, the Trainer's model/data check before step 1 is counted (the yielded list gets one
+    entry per check) or, with `enabled=False`, skipped."""
+    from learngene_core.trainer import Trainer
+
+    original = Trainer._check_model_fits_data
+    calls: list[int] = []
+
+    def check(self: Trainer) -> None:
+        calls.append(self.state.step)
+        if enabled:
+            original(self)
+
+    Trainer._check_model_fits_data = check  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        Trainer._check_model_fits_data = original  # type: ignore[method-assign]
+
+
+def assert_probe_changes_nothing(main: Callable[[list[str]], int], argv: list[str], root: Path) -> None:
+    """The Trainer's model/data check before step 1 leaves a console script's run as it was: `main(argv +
+    [--output-dir, root/probed])` (which must run the check) and the same into root/unprobed without the check
+    write the same safetensors files, bit for bit."""
+    with model_data_probes() as calls:
+        assert main([*argv, "--output-dir", str(root / "probed")]) == 0
+    assert calls, "the run never checked its model against its data"
+    with model_data_probes(enabled=False):
+        assert main([*argv, "--output-dir", str(root / "unprobed")]) == 0
+    assert_same_safetensors(root / "probed", root / "unprobed")
 
 
 # ------------------------------------------------------------------------------- console scripts, bad inputs
 
 _DRIVER = """
-import contextlib, importlib, io, json, sys, traceback
+import contextlib, importlib, io, json, signal, sys, traceback
 spec = json.load(sys.stdin)
-main = getattr(importlib.import_module(spec["module"]), "main")
+
+def press_ctrl_c_once(optimizer, args, kwargs):
+    hooks.pop().remove()
+    signal.raise_signal(signal.SIGINT)
+
 results = []
-for argv in spec["cases"]:
+for module, argv in spec["cases"]:
+    main = getattr(importlib.import_module(module), "main")
+    hooks = []
+    if spec["ctrl_c"]:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+        hooks.append(register_optimizer_step_post_hook(press_ctrl_c_once))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
@@ -179,19 +227,16 @@ for argv in spec["cases"]:
         except BaseException:
             traceback.print_exc()
             code = "traceback"
+    for hook in hooks:
+        hook.remove()
     results.append({"argv": argv, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
 print(json.dumps(results))
 """
 
 
-def run_console_cases(
-    module: str, cases: list[list[str]], cwd: str | None = None, timeout: float = 600
+def _drive(
+    cases: list[tuple[str, list[str]]], cwd: str | None, timeout: float, ctrl_c: bool = False
 ) -> list[dict[str, Any]]:
-    """Run each argv through `module.main` in one fresh interpreter (torch is imported once, not per case).
-
-    Returns one `{"argv", "code", "stdout", "stderr"}` per case; `code` is "traceback" when an exception escaped
-    `main`. The interpreter runs single-threaded (OMP/MKL threads 1), as the test suites do.
-    """
     import json
     import os
     import subprocess
@@ -200,7 +245,7 @@ def run_console_cases(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-c", _DRIVER],
-        input=json.dumps({"module": module, "cases": cases}),
+        input=json.dumps({"cases": cases, "ctrl_c": ctrl_c}),
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -212,6 +257,25 @@ def run_console_cases(
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def run_console_cases(
+    module: str, cases: list[list[str]], cwd: str | None = None, timeout: float = 600
+) -> list[dict[str, Any]]:
+    """Run each argv through `module.main` in one fresh interpreter (torch is imported once, not per case).
+
+    Returns one `{"argv", "code", "stdout", "stderr"}` per case; `code` is "traceback" when an exception escaped
+    `main`. The interpreter runs single-threaded (OMP/MKL threads 1), as the test suites do.
+    """
+    return _drive([(module, argv) for argv in cases], cwd, timeout)
+
+
+def interrupt_console_cases(
+    cases: list[tuple[str, list[str]]], cwd: str | None = None, timeout: float = 600
+) -> list[dict[str, Any]]:
+    """Run each `(module, argv)` through `module.main` in one fresh interpreter that receives a real SIGINT (a
+    Ctrl-C) right after the first optimizer step of the case (any optimizer); results as `run_console_cases`."""
+    return _drive(cases, cwd, timeout, ctrl_c=True)
+
+
 def run_named_console_cases(
     module: str, cases: dict[str, tuple[list[str], str]], cwd: str | None = None
 ) -> dict[str, tuple[dict[str, Any], str]]:
@@ -220,11 +284,20 @@ def run_named_console_cases(
     return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
 
 
-def one_error_line(result: dict[str, Any], prog: str) -> str:
-    """The single `prog: error: ...` line a bad input must produce (exit code 2, nothing else on stderr)."""
-    lines = [line for line in result["stderr"].splitlines() if line.strip()]
-    assert result["code"] == 2, f"{result['argv']}: exit code {result['code']}\n{result['stderr']}"
-    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), (
-        f"{result['argv']}:\n{result['stderr']}"
-    )
+def assert_one_error_line(code: int | str, stderr: str, prog: str, *culprits: str) -> str:
+    """A bad input's contract: exit code 2 and one `prog: error: ...` line on stderr (no traceback, nothing
+    else) that names every one of `culprits`; returns the line."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2, f"exit code {code}\n{stderr}"
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), stderr
+    for culprit in culprits:
+        assert culprit in lines[0], f"{culprit!r} not in {lines[0]}"
     return lines[0]
+
+
+def one_error_line(result: dict[str, Any], prog: str, *culprits: str) -> str:
+    """`assert_one_error_line` on one result of `run_console_cases`."""
+    try:
+        return assert_one_error_line(result["code"], result["stderr"], prog, *culprits)
+    except AssertionError as exc:
+        raise AssertionError(f"{result['argv']}: {exc}") from None
