@@ -48,6 +48,12 @@ def test_run_stopped_inside_an_expert_resumes_to_the_same_weights_and_matrices(t
     assert_resume_is_exact(main, ["run", "--config", "tiny", *FAST], tmp_path, interrupt_after=13)
     assert matrices(tmp_path / "reference") == matrices(tmp_path / "run")
     assert set(matrices(tmp_path / "run")) >= {"selector/accuracy.json", "experts/top1_validation.json"}
+    # a finished run resumed again trains nothing and finds the same results
+    with recorded_steps() as steps:
+        assert (
+            main(["run", "--config", "tiny", *FAST, "--output-dir", str(tmp_path / "run"), "--resume"]) == 0
+        )
+    assert steps == [] and matrices(tmp_path / "reference") == matrices(tmp_path / "run")
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +94,12 @@ def test_a_selector_stopped_before_its_first_checkpoint_reruns_in_place(selector
     assert main(argv + ["--resume"] * resume) == 0
     assert_same_weights(selector_run / "selector", out / "selector")
     assert matrices(selector_run) == matrices(out)
+
+
+def test_resuming_with_another_config_is_refused_untouched(selector_run, capsys):
+    before = {p: p.stat().st_mtime_ns for p in selector_run.rglob("*")}
+    argv = ["train-selector", "--config", "tiny", "--output-dir", str(selector_run), "--resume", *FAST]
+    assert main([*argv, "selector.train.epochs=3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("l2c: error: cannot resume") and "selector.train.epochs" in err and "\n" not in err
+    assert {p: p.stat().st_mtime_ns for p in selector_run.rglob("*")} == before
