@@ -59,3 +59,7 @@ def test_root_readme_quotes_the_demo_tables(demo):
     header = next(line for line in stdout.splitlines() if line.startswith("| depth | init |"))
     readme = (ROOT / "README.md").read_text()
     assert readme.count(header) == 2, "the root README quotes both demo tables with the demo's own header"
+    for line in stdout.splitlines():
+        if line.startswith(("tleg: learngene ", "sws: learngene ")):
+            sizes = line.split("; aux net")[0]  # parameter counts: the same at every size, seed and machine
+            assert sizes in readme, f"the root README quotes the demo's line '{sizes}; ...'"

@@ -1,7 +1,7 @@
 """The main job, end to end on CPU in a few minutes: the learngene story on real data.
 
     nox -s demo                                   # what the README's first command runs
-    python tools/demo.py --output-dir runs/demo [--depths 2,4,6] [--epochs 10] [--json results.json]
+    python tools/demo.py --output-dir runs/demo [--depths 2,4,6] [--epochs 10] [--json results.json] [--threads N]
     python tools/demo.py --depths 4 --skip-baseline   # its smallest size (CI: tests/test_demo.py)
 
 1. baseline: the digits-vit preset trained from scratch on all ten digits (the core Trainer's own check);
@@ -24,13 +24,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from learngene_core.errors import LearngeneError
+from learngene_core.threads import add_threads_argument, apply_threads
 
-from learngene_core.config import ExperimentConfig, load_config  # noqa: E402
-from learngene_core.errors import LearngeneError  # noqa: E402
-from learngene_core.experiment import train  # noqa: E402
-from learngene_core.learngene import format_table  # noqa: E402
-from learngene_story import run_method, train_ancestry  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def main() -> int:
@@ -47,7 +44,15 @@ def main() -> int:
         "--skip-baseline", action="store_true", help="skip step 1 (the core tests train it already)"
     )
     parser.add_argument("--json", help="also write the results (tables as data) to this JSON file")
+    add_threads_argument(parser)
     args = parser.parse_args()
+    apply_threads(args.threads)  # before torch loads: the console scripts' load-proof default, or --threads N
+
+    from learngene_core.config import ExperimentConfig, load_config
+    from learngene_core.experiment import train
+    from learngene_core.learngene import format_table
+    from learngene_story import run_method, train_ancestry
+
     out = Path(args.output_dir)
     depths = [int(d) for d in args.depths.split(",")]
     methods = ("tleg", "sws")
