@@ -41,7 +41,7 @@ class Block:
         for command in self.commands:
             if SETUP.match(command):
                 continue
-            if self.append and "--config" in command.split("#")[0]:
+            if self.append and "--config" in command.split("#")[0].split():
                 code = command.partition("  #")[0]
                 command = f"{code.rstrip()} {' '.join(self.append)}"
             lines.append(command)
@@ -68,7 +68,7 @@ def blocks(readme: Path) -> list[Block]:
 
 
 def _block(readme: Path, start: int, body: list[str], marker) -> Block:
-    commands = _join_continuations(body)
+    commands = join_continuations(body)
     block = Block(readme, start, commands)
     if marker is not None and marker.group(1) == "skip":
         reason = marker.group(2).strip()
@@ -80,7 +80,8 @@ def _block(readme: Path, start: int, body: list[str], marker) -> Block:
     return block
 
 
-def _join_continuations(body: list[str]) -> list[str]:
+def join_continuations(body: list[str]) -> list[str]:
+    """The commands of shell lines: comment lines dropped, lines ending in a backslash joined to the next."""
     commands, pending = [], ""
     for line in body:
         if not line.strip() or line.lstrip().startswith("#"):

@@ -16,22 +16,17 @@ import pytest
 sys.path.insert(
     0, str(Path(__file__).resolve().parent)
 )  # tests/ helpers (pytest runs with import-mode=importlib)
-from readme_blocks import READMES, ROOT, all_blocks, blocks, normalise  # noqa: E402
+from readme_blocks import READMES, ROOT, all_blocks, blocks, join_continuations, normalise  # noqa: E402
 from test_cli_help import SCRIPTS, probe  # noqa: E402
 
 OUTPUT_OPTIONS = ("--output-dir", "--output", "--plot")
-# Packages that landed before these tests: their READMEs need readme-test markers, unique output dirs and
-# their --help examples as README commands (known: heur- and auto-learngene both write runs/rand-d67). Their
-# owners align them and delete them from this set; every other README runs and is checked.
-PENDING = {"l2c", "learngene-pool"}
-CHECKED = [r for r in READMES if r.parent.name not in PENDING]
 
 
 def readme_id(readme: Path) -> str:
     return str(readme.relative_to(ROOT))
 
 
-@pytest.mark.parametrize("readme", CHECKED, ids=readme_id)
+@pytest.mark.parametrize("readme", READMES, ids=readme_id)
 def test_readme_commands_run_as_written(readme, tmp_path):
     """All blocks of one README, in order, in a fresh directory (a reader following that README)."""
     runnable = [b for b in blocks(readme) if b.skip is None and b.script().strip()]
@@ -70,7 +65,7 @@ def test_readmes_never_write_to_the_same_directory():
     """Following two READMEs in one clone must not fail on "output dir not empty"."""
     owner: dict[str, str] = {}
     clashes = []
-    for block in (b for readme in CHECKED for b in blocks(readme)):
+    for block in (b for readme in READMES for b in blocks(readme)):
         for command in block.commands:
             for path in output_dirs(command):
                 first = owner.setdefault(path, readme_id(block.readme))
@@ -85,10 +80,10 @@ def help_examples(script: str) -> list[str]:
     section = re.split(r"\nexamples[^\n]*:\n", text, maxsplit=1)
     assert len(section) == 2, f"{script} --help has no examples section"
     lines = section[1].split("\n\n")[0].splitlines()
-    return [normalise(line) for line in lines if line.strip()]
+    return [normalise(command) for command in join_continuations(lines)]
 
 
-@pytest.mark.parametrize("script", sorted(s for s in SCRIPTS if s not in PENDING))
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_every_help_example_is_a_readme_command(script):
     in_readmes = {normalise(c) for b in all_blocks() for c in b.commands}
     missing = [example for example in help_examples(script) if example not in in_readmes]

@@ -10,12 +10,11 @@ from learngene_core.clitools import add_config_arguments, make_parser, overrides
 
 EXAMPLES = """\
 examples (the tiny preset runs on a laptop CPU in minutes):
-  l2c run --config tiny --output-dir runs/l2c-tiny              # selector, experts, top-k eval, baselines, table
-  l2c train-selector --config tiny --output-dir runs/tiny       # stage 1: continual LoRA selector
-  l2c train-experts --run runs/tiny                             # stage 2: one LoRA expert per task
-  l2c eval --run runs/tiny --topk 3                             # stage 3: top-k aggregation
-  l2c run --config tiny --output-dir runs/l2c-tiny --resume     # continue a stopped command (any verb that trains)
-  l2c run --config tiny --output-dir runs/tiny-s1 --seed 1 scenario.order_seed=1
+  l2c run --config tiny --output-dir runs/l2c-tiny                # selector, experts, top-k eval, baselines, table
+  l2c train-selector --config tiny --output-dir runs/l2c-stages   # stage 1: continual LoRA selector
+  l2c train-experts --run runs/l2c-stages                         # stage 2: one LoRA expert per task
+  l2c eval --run runs/l2c-stages --topk 3                         # stage 3: top-k aggregation
+  l2c run --config tiny --output-dir runs/l2c-tiny --resume       # continue a stopped command (any verb that trains)
   l2c train-selector --config cl_lora_cifar100_10t_vitb_in21k --output-dir runs/c100 \\
       model.checkpoint=ckpt/ViT-B_16.npz data.path=data/cifar100
   l2c train-experts --run runs/c100 --config l2c_lora_cifar100_10t_vitb_in21k \\

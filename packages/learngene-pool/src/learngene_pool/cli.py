@@ -13,9 +13,9 @@ from learngene_core.errors import ConfigError
 PACKAGE = "learngene_pool.configs"
 EXAMPLES = """\
 examples (the tiny presets run on a laptop CPU in a few minutes):
-  learngene train --config digits-ancestry --output-dir runs/ancestry
-  learngene-pool distill --config tiny-aux-narrow --output-dir runs/aux-narrow ancestry.run=runs/ancestry
-  learngene-pool distill --config tiny-aux-wide --output-dir runs/aux-wide ancestry.run=runs/ancestry
+  learngene train --config digits-ancestry --output-dir runs/pool-ancestry
+  learngene-pool distill --config tiny-aux-narrow --output-dir runs/aux-narrow ancestry.run=runs/pool-ancestry
+  learngene-pool distill --config tiny-aux-wide --output-dir runs/aux-wide ancestry.run=runs/pool-ancestry
   learngene-pool build --config tiny-build --output-dir runs/pool "aux=[runs/aux-narrow,runs/aux-wide]"
   learngene-pool list --pool runs/pool                                  # its descendants, smallest first
   learngene-pool eval --pool runs/pool --config-id all --config tiny-train
@@ -46,7 +46,7 @@ def build_parser():
     distill = verbs.add_parser(
         "distill", help="distil the ancestry into one auxiliary ViT (its blocks join the pool)"
     )
-    add_config_arguments(distill, example="ancestry.run=runs/ancestry model.kwargs.embed_dim=32")
+    add_config_arguments(distill, example="ancestry.run=runs/pool-ancestry model.kwargs.embed_dim=32")
     distill.add_argument("--output-dir", required=True, help="the auxiliary model directory to write")
     distill.add_argument("--resume", action="store_true", help="continue an interrupted distillation")
 
