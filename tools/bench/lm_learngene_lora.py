@@ -1,7 +1,7 @@
 """The seed's language-model claim at small scale: LoRA on learngene-initialised tiny Llamas against plain LoRA.
 
-    python tools/bench/lm_learngene_lora.py [--seeds 0,1,2] [--fractions 0.25,0.5,1.0] [--lrs 1e-3,3e-3]
-                                            [--epochs 8] [--json out.json]
+    python tools/bench/lm_learngene_lora.py [--seeds 0,1,2] [--fractions 0.25,0.5,1.0]
+                                            [--lrs 1e-3,3e-3,1e-2,3e-2] [--epochs 30] [--workers 1] [--json out.json]
 
 The claim (YuanMou README, figures only): on Llama2-7B, fine-tuning with LoRA after Heur-/Auto-Learngene needs
 30% / 40% fewer epochs to converge and 60% / 50% of the data of vanilla LoRA. How this reads it at small scale:
@@ -13,17 +13,20 @@ The claim (YuanMou README, figures only): on Llama2-7B, fine-tuning with LoRA af
 - descendants (same shape as the ancestry): learngene layers copied, the other decoder layers fresh; embeddings,
   final norm and LM head copied from the ancestry (vocabulary-bound, as the core's LM expansion does) -- with LoRA
   the base is frozen, so the LoRA arms differ only in what the frozen base holds;
-- arms, each with LoRA (peft, r=8 on every attention and MLP projection): heur, auto, `whole` (LoRA on the
-  ancestry itself: "vanilla LoRA" of the claim) and `random` (LoRA on a randomly initialised model of that shape).
-Reported: final test loss; epochs until the validation loss reaches whole's final one ("epochs to converge" as
-the claim plots it); the smallest data fraction at which an arm's final validation loss is at least as good as
-whole's with all the data. Each arm's learning rate is picked from `lrs` on full data by mean validation loss.
+- arms, each with LoRA (peft, r=8 on every attention and MLP projection): heur, auto, `random` (plain LoRA on a
+  randomly initialised model of that shape, the issue's baseline) and `whole` (LoRA on the ancestry itself).
+Fine-tuning runs at a constant learning rate after warm-up, so a curve's plateau is the model's, not the
+schedule's; the last-quarter drop of the validation loss shows whether the budget reached it. Reported: final
+test loss; epochs until the validation loss reaches plain LoRA's (random's) final one and whole's final one; the
+smallest data fraction (same epochs, so fewer steps) whose final validation loss is at least that good. Every arm
+gets the same learning-rate sweep on full data and keeps the rate with the lowest mean final validation loss.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import statistics
@@ -52,9 +55,9 @@ ARMS = ("heur", "auto", "whole", "random")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def lm_config(seed: int, epochs: int, lr: float = 3e-3) -> ExperimentConfig:
+def lm_config(seed: int, epochs: int, lr: float = 3e-3, scheduler: str = "cosine") -> ExperimentConfig:
     overrides = ["model.kwargs.num_hidden_layers=4", f"seed={seed}", f"train.epochs={epochs}", f"train.lr={lr}",
-                 "train.progress=false", f"train.checkpoint_every={10**6}"]  # fmt: skip
+                 f"train.scheduler={scheduler}", "train.progress=false", f"train.checkpoint_every={10**6}"]  # fmt: skip
     return load_config("tiny-llama", overrides)
 
 
@@ -107,7 +110,7 @@ def lora(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def fine_tune(model, seed: int, fraction: float, lr: float, epochs: int, out: Path) -> dict:
-    cfg = lm_config(seed, epochs, lr)
+    cfg = lm_config(seed, epochs, lr, "constant")
     cfg.train.best_metric, cfg.train.best_mode = "loss", "min"
     run = experiment.prepare_run(cfg)
     n = len(run.splits.train)
@@ -119,20 +122,38 @@ def fine_tune(model, seed: int, fraction: float, lr: float, epochs: int, out: Pa
     return {"test": test["loss"], "val": val}
 
 
+CONTEXT: dict = {}  # what the forked workers share: ancestry, layers, arch, epochs, work dir
+
+
+def run_key(key: tuple) -> tuple[tuple, dict]:
+    """One fine-tune (arm, fraction, lr, seed), in a worker forked after the ancestry was built."""
+    torch.set_num_threads(1)
+    arm, fraction, lr, seed = key
+    model = arm_model(arm, CONTEXT["ancestry"], CONTEXT["layers"], CONTEXT["arch"], seed)
+    out = CONTEXT["work"] / "-".join(map(str, key))
+    return key, fine_tune(model, seed, fraction, lr, CONTEXT["epochs"], out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--fractions", default="0.25,0.5,1.0")
-    parser.add_argument("--lrs", default="1e-3,3e-3")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lrs", default="1e-3,3e-3,1e-2,3e-2")
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--k", type=int, default=2)
+    parser.add_argument(
+        "--sweep-seeds", type=int, default=1, help="seeds the learning-rate sweep averages over"
+    )
+    parser.add_argument("--workers", type=int, default=1, help="fine-tunes run in parallel (one thread each)")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = [int(s) for s in args.seeds.split(",")]
     fractions = sorted(float(f) for f in args.fractions.split(","))
+    if fractions[-1] != 1.0:
+        parser.error("--fractions must include 1.0 (the learning rates are swept on full data)")
     lrs = [float(x) for x in args.lrs.split(",")]
     runs: dict[tuple, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,50 +161,101 @@ def main() -> None:
         ancestry, layers, arch = ancestry_and_layers(work, args.k)
         print("learngene layers:", layers, flush=True)
 
-        def run(arm, fraction, lr, seed):
-            key = (arm, fraction, lr, seed)
-            if key not in runs:
-                model = arm_model(arm, ancestry, layers, arch, seed)
-                runs[key] = fine_tune(model, seed, fraction, lr, args.epochs, work / "-".join(map(str, key)))
-                print(*key, f"{runs[key]['test']:.3f}", flush=True)
-            return runs[key]
+        CONTEXT.update(ancestry=ancestry, layers=layers, arch=arch, epochs=args.epochs, work=work)
 
-        best = {}
-        for arm in ARMS:
-            best[arm] = min(
-                lrs, key=lambda lr: statistics.mean(run(arm, 1.0, lr, s)["val"][-1] for s in seeds)
-            )
-        for arm in ARMS:
-            for fraction in fractions:
-                for s in seeds:
-                    run(arm, fraction, best[arm], s)
+        def run_all(keys: list[tuple]) -> None:
+            """Fine-tune every (arm, fraction, lr, seed) of `keys` not run yet, `--workers` at a time."""
+            todo = [k for k in dict.fromkeys(keys) if k not in runs]
+            with multiprocessing.get_context("fork").Pool(args.workers) as pool:
+                for key, result in pool.imap_unordered(run_key, todo):
+                    runs[key] = result
+                    print(*key, f"{result['test']:.3f}", flush=True)
+                    if args.json:  # partial results survive an interrupted bench
+                        save(args.json, {"runs": runs})
+
+        def best_rates(lrs: list[float]) -> dict[str, float]:
+            sweep = seeds[: args.sweep_seeds]
+            run_all([(arm, 1.0, lr, s) for arm in ARMS for lr in lrs for s in sweep])
+            return {
+                arm: min(lrs, key=lambda lr, arm=arm: statistics.mean(runs[(arm, 1.0, lr, s)]["val"][-1] for s in sweep))
+                for arm in ARMS
+            }  # fmt: skip
+
+        for _ in range(3):  # widen the sweep (for every arm alike) while an arm's best rate is at its edge
+            best = best_rates(lrs)
+            edges = {lr for lr in best.values() if lr in (min(lrs), max(lrs))}
+            if not edges:
+                break
+            lrs = sorted({*lrs, *(lr * 3 if lr == max(lrs) else lr / 3 for lr in edges)})
+            print("a best rate is at the sweep's edge; sweeping", lrs, flush=True)
+        best = best_rates(lrs)
+        run_all([(arm, f, best[arm], s) for arm in ARMS for f in fractions for s in seeds])
+    rows = summarise(runs, best, seeds, fractions, lrs)
+    header = (
+        f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded), 1 torch thread, torch {torch.__version__}; "
+        f"{args.workers} worker(s); {args.epochs} epochs at constant lr, lrs {lrs} (swept on seeds {seeds[: args.sweep_seeds]}), seeds {seeds}, "
+        f"fractions {fractions}, "
+        f"learngene layers {layers}"
+    )
+    print(header)
+    print(table(rows))
+    if args.json:
+        save(args.json, {"setup": header, "rows": rows, "runs": runs})
+
+
+def save(path: str, record: dict) -> None:
+    """`record` as JSON, the runs keyed `arm/fraction/lr/seed`."""
+    runs = {"/".join(map(str, k)): v for k, v in record["runs"].items()}
+    Path(path).write_text(json.dumps({**record, "runs": runs}, indent=2))
+
+
+def summarise(
+    runs: dict, best: dict, seeds: list[int], fractions: list[float], lrs: list[float]
+) -> list[dict]:
+    """Per arm at its best rate: test loss, last-quarter drop, epochs and data fraction to reach each target."""
     rows = []
     for arm in ARMS:
         full = [runs[(arm, 1.0, best[arm], s)] for s in seeds]
-        target = [runs[("whole", 1.0, best["whole"], s)]["val"][-1] for s in seeds]
-        reach = [next((i + 1 for i, v in enumerate(r["val"]) if v <= t), None) for r, t in zip(full, target)]
-        data = []
-        for s, t in zip(seeds, target):
-            ok = [f for f in fractions if runs[(arm, f, best[arm], s)]["val"][-1] <= t]
-            data.append(min(ok) if ok else None)
-        tests = [r["test"] for r in full]
-        rows.append({"arm": arm, "lr": best[arm], "test_mean": statistics.mean(tests),
-                     "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-                     "epochs_to_whole_final": reach, "fraction_for_whole_final": data})  # fmt: skip
-    header = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded), 1 torch thread, torch {torch.__version__}; "
-        f"{args.epochs} epochs, lrs {lrs}, seeds {seeds}, fractions {fractions}, learngene layers {layers}"
-    )
-    print(header)
-    print("| arm (LoRA r=8) | best lr | test loss, full data (mean ± std) | epochs to whole's final val loss "
-          "(per seed) | smallest data fraction reaching it (per seed) |")  # fmt: skip
-    print("|---|---|---|---|---|")
+        row = {
+            "arm": arm, "lr": best[arm], "lr_at_sweep_edge": best[arm] in (min(lrs), max(lrs)),
+            "sweep_val": {f"{lr:g}": runs[(arm, 1.0, lr, seeds[0])]["val"][-1] for lr in lrs},
+            "tests": [r["test"] for r in full],
+            "last_quarter_drop": [r["val"][len(r["val"]) * 3 // 4 - 1] - r["val"][-1] for r in full],
+        }  # fmt: skip
+        row["test_mean"] = statistics.mean(row["tests"])
+        row["test_std"] = statistics.stdev(row["tests"]) if len(seeds) > 1 else 0.0
+        for target_arm in ("random", "whole"):
+            targets = [runs[(target_arm, 1.0, best[target_arm], s)]["val"][-1] for s in seeds]
+            row[f"epochs_to_{target_arm}_final"] = [
+                next((i + 1 for i, v in enumerate(r["val"]) if v <= t), None) for r, t in zip(full, targets)
+            ]
+            row[f"fraction_for_{target_arm}_final"] = [
+                min((f for f in fractions if runs[(arm, f, best[arm], s)]["val"][-1] <= t), default=None)
+                for s, t in zip(seeds, targets)
+            ]
+        rows.append(row)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    def cells(values: list) -> str:
+        return ", ".join("-" if v is None else f"{v:g}" for v in values)
+
+    lines = [
+        "| arm (LoRA r=8) | best lr | test loss, full data (mean ± std) | val-loss drop over the last quarter "
+        "(per seed) | epochs to random's final val loss | data fraction for it | epochs to whole's final val loss "
+        "| data fraction for it |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        reach = ", ".join("-" if e is None else str(e) for e in r["epochs_to_whole_final"])
-        data = ", ".join("-" if f is None else f"{f:g}" for f in r["fraction_for_whole_final"])
-        print(f"| {r['arm']} | {r['lr']:g} | {r['test_mean']:.3f} ± {r['test_std']:.3f} | {reach} | {data} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"setup": header, "rows": rows}, indent=2))
+        edge = " (sweep edge)" if r["lr_at_sweep_edge"] else ""
+        drop = ", ".join(f"{d:.3f}" for d in r["last_quarter_drop"])
+        lines.append(
+            f"| {r['arm']} | {r['lr']:g}{edge} | {r['test_mean']:.3f} ± {r['test_std']:.3f} | {drop} "
+            f"| {cells(r['epochs_to_random_final'])} | {cells(r['fraction_for_random_final'])} "
+            f"| {cells(r['epochs_to_whole_final'])} | {cells(r['fraction_for_whole_final'])} |"
+        )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
