@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -37,6 +36,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from forked import run_missing
 from timm.models.vision_transformer import VisionTransformer
 
 from auto_learngene.condense import condense
@@ -202,6 +202,9 @@ def main() -> None:
         "--workers", type=int, default=1, help="descendants trained in parallel (one thread each)"
     )
     parser.add_argument("--json")
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse the runs already in --json (same settings)"
+    )
     parser.add_argument("--png")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -212,47 +215,51 @@ def main() -> None:
     k = args.k or {"vgg": 3, "vit": 2}[args.backbone]
     arms = LAYER_ARMS + (BLOCK_ARMS if args.backbone == "vit" else ())
 
+    header = (
+        f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded), 1 torch thread, torch {torch.__version__}; "
+        f"{args.workers} worker(s); backbone {args.backbone}, {args.epochs} epochs, lrs {lrs} (swept on seeds "
+        f"{seeds[: args.sweep_seeds]}), seeds {seeds}, k={k}"
+    )
+    runs: dict[tuple, dict] = {}
+    if args.resume and args.json and Path(args.json).is_file():  # runs of an interrupted bench, same settings
+        for key, value in json.loads(Path(args.json).read_text())["runs"].items():
+            arm, shot, lr, seed = key.split("/")
+            runs[(arm, int(shot), float(lr), int(seed))] = value
+    record: dict = {"setup": header, "rows": []}
+
+    def save() -> None:
+        if args.json:  # after every run, so an interrupted bench keeps its runs and finished rows
+            curves = {"/".join(map(str, k)): v for k, v in runs.items()}
+            Path(args.json).write_text(json.dumps({**record, "runs": curves}, indent=2))
+
+    def on_result(key: tuple, result: dict) -> None:
+        print(*key, f"{result['test']:.3f}", flush=True)
+        save()
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         genes, cost, ancestry = learngenes(work, args.backbone, k)
         CONTEXT.update(genes=genes, ancestry=ancestry, epochs=args.epochs, work=work)
-        runs: dict[tuple, dict] = {}
-
-        def run_all(keys: list[tuple]) -> None:
-            """Train every (arm, shots, lr, seed) descendant of `keys` not run yet, `--workers` at a time."""
-            todo = [k for k in dict.fromkeys(keys) if k not in runs]
-            with multiprocessing.get_context("fork").Pool(args.workers) as pool:
-                for key, result in pool.imap_unordered(run_key, todo):
-                    runs[key] = result
-                    print(*key, f"{result['test']:.3f}", flush=True)
-                    if args.json:  # partial results survive an interrupted bench
-                        curves = {"/".join(map(str, k)): v for k, v in runs.items()}
-                        Path(args.json).write_text(json.dumps({"runs": curves}))
-
+        record["layers"] = {a: g.spec["layers"] for a, g in genes.items() if a in LAYER_ARMS}
         sweep = seeds[: args.sweep_seeds]  # the same sweep for every arm
-        run_all([(arm, shot, lr, s) for shot in shots for arm in arms for lr in lrs for s in sweep])
-        best = {
-            (arm, shot): max(lrs, key=lambda lr, a=arm, n=shot: statistics.mean(runs[(a, n, lr, s)]["val"][-1] for s in sweep))
-            for shot in shots for arm in arms
-        }  # fmt: skip
-        run_all([(arm, shot, best[(arm, shot)], s) for shot in shots for arm in arms for s in seeds])
-        sizes = {arm: runs[(arm, shots[0], best[(arm, shots[0])], seeds[0])]["parameters"] for arm in arms}
-    rows = summarise(runs, best, arms, shots, seeds, lrs, cost, sizes)
-    header = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded), 1 torch thread, torch {torch.__version__}; "
-        f"{args.workers} worker(s); backbone {args.backbone}, {args.epochs} epochs, lrs {lrs} (swept on seeds {seeds[: args.sweep_seeds]}), "
-        f"seeds {seeds}, k={k}"
-    )
+        best: dict[tuple[str, int], float] = {}
+        for shot in shots:  # shot by shot, so an interrupted bench has its smaller shot counts complete
+            run_missing(run_key, [(a, shot, lr, s) for a in arms for lr in lrs for s in sweep], runs, args.workers,
+                        on_result)  # fmt: skip
+            for arm in arms:
+                final = {
+                    lr: statistics.mean(runs[(arm, shot, lr, s)]["val"][-1] for s in sweep) for lr in lrs
+                }
+                best[(arm, shot)] = max(lrs, key=final.get)
+            run_missing(run_key, [(a, shot, best[(a, shot)], s) for a in arms for s in seeds], runs, args.workers,
+                        on_result)  # fmt: skip
+            record["rows"] += summarise(runs, best, arms, [shot], seeds, lrs, cost)
+            save()
     print(header)
-    print(table(rows))
-    layers = {a: g.spec["layers"] for a, g in genes.items() if a in LAYER_ARMS}
-    curves = {"/".join(map(str, k)): v for k, v in runs.items()}
-    record = {"setup": header, "rows": rows, "layers": layers, "parameters": sizes, "runs": curves}
-    print("learngene layers:", layers, "descendant parameters:", sizes)
-    if args.json:
-        Path(args.json).write_text(json.dumps(record, indent=2))
+    print(table(record["rows"]))
+    print("learngene layers:", record["layers"])
     if args.png:
-        plot(rows, arms, shots, Path(args.png))
+        plot(record["rows"], arms, shots, Path(args.png))
 
 
 def summarise(
@@ -263,7 +270,6 @@ def summarise(
     seeds: list[int],
     lrs: list[float],
     cost: dict,
-    sizes: dict,
 ) -> list[dict]:
     rows = []
     for shot in shots:
@@ -278,7 +284,7 @@ def summarise(
             rows.append({
                 "arm": arm, "shots": shot, "lr": lr, "test_mean": statistics.mean(tests),
                 "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0, "tests": tests,
-                "epochs_to_random_final": reach, "prior_steps": cost[arm], "parameters": sizes[arm],
+                "epochs_to_random_final": reach, "prior_steps": cost[arm], "parameters": runs[(arm, shot, lr, seeds[0])]["parameters"],
                 "lr_at_sweep_edge": lr in (min(lrs), max(lrs)),
             })  # fmt: skip
     return rows
