@@ -14,7 +14,8 @@ the start, exactly as a console script applies them. Settings:
 
 Conditions: "quiet" (nothing of ours running next to it; on a shared machine other jobs may still run, so the
 load average is printed) and "1 competitor" (one extra process spinning a CPU core for the whole run).
-The table gives the median time per step over the repeats (interleaved) and the spread (min-max); the ratio is
+The table gives the median time per step over the repeats (interleaved) and the spread (min-max) and each
+setting's busy/quiet ratio; below it, the goal check (the default's busy/quiet ratio against the issue's 2x) and
 each setting's time against the default's under the same condition.
 """
 
@@ -145,6 +146,17 @@ def main() -> None:
             "slowdown": slowdown,
         }
         print(f"| {setting} | {threads[setting]} | {' | '.join(cells)} | {slowdown:.2f}x |")
+    busy_over_quiet = table[DEFAULT]["slowdown"]
+    print(
+        f"goal check, {DEFAULT}: with one competing process a step takes {busy_over_quiet:.2f}x its quiet time "
+        f"(busy/idle goal: at most 2x: {'met' if busy_over_quiet <= 2 else 'NOT met'})"
+    )
+    quiet_load = statistics.median(loads["quiet"])
+    if quiet_load >= 1:
+        print(
+            f"caution: 'quiet' ran at load average {quiet_load:.1f} (other jobs on the machine), not on an idle "
+            "machine; rerun with nothing else running for the idle figure"
+        )
     for condition in CONDITIONS:
         base = table[DEFAULT]["median_ms"][condition]
         ratios = ", ".join(
@@ -160,6 +172,7 @@ def main() -> None:
                     "cpu_count": os.cpu_count(),
                     "load_average": loads,
                     "settings": table,
+                    "default_busy_over_quiet": busy_over_quiet,
                 },
                 f,
                 indent=2,
