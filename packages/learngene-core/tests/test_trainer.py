@@ -75,6 +75,15 @@ def test_loss_falls_on_a_learnable_problem(tmp_path, tiny_loaders, tiny_mlp):
     assert test["accuracy"] >= 0.75
 
 
+def test_gradients_left_on_the_model_do_not_join_the_first_step(tmp_path, tiny_loaders, tiny_mlp):
+    clean, stale = tiny_mlp(), tiny_mlp()
+    for param in stale.parameters():  # e.g. left by an earlier optimizer on the same parameters
+        param.grad = torch.ones_like(param)
+    for name, model in (("clean", clean), ("stale", stale)):
+        make_trainer(tmp_path / name, tiny_loaders(), model, config(epochs=1)).fit()
+    assert all(torch.equal(a, b) for a, b in zip(weights(clean).values(), weights(stale).values(), strict=True))
+
+
 def test_outputs_and_metric_records_after_fit(tmp_path, tiny_loaders, tiny_mlp):
     make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=2, log_every=3)).fit()
     assert (tmp_path / "final" / "model.safetensors").is_file()

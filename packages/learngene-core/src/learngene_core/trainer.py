@@ -216,6 +216,9 @@ class Trainer:
         else:
             self._start_fresh(resume)
         self._check_model_fits_data()
+        # gradients left on the parameters by earlier work (another optimizer, a previous stage) must not join the
+        # first step: a run continued in a new process has none
+        self.optimizer.zero_grad(set_to_none=True)
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
