@@ -1,10 +1,12 @@
-"""Every l2c stage continues exactly: stopped mid-task (after some tasks) and resumed, a command ends with the
+"""Every l2c stage continues exactly: stopped between two tasks or inside one and resumed, a command ends with the
 weights and accuracy matrices of one that ran through; stopped before its first checkpoint, it reruns in place."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,9 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 from l2c.cli import main
+from learngene_core.continual import AccuracyMatrix
 from learngene_core.testing import assert_resume_is_exact, interrupt_after_checkpoint, recorded_steps
 
-# 2 epochs a task, one checkpoint an epoch: the selector's 5 tasks make checkpoints 1-10, expert t 11+2t, 12+2t
+# 5 tasks of 2 epochs for the selector and the experts, one checkpoint an epoch
 FAST = [
     "data.batch_size=128", "selector.train.epochs=2", "experts.train.epochs=2", "baseline_train.epochs=1",
     "selector.align.epochs=2", "experts.align.epochs=2", "eval.topk=2",
@@ -42,10 +45,30 @@ def matrices(folder: Path) -> dict[str, dict]:
     }
 
 
-def test_run_stopped_inside_an_expert_resumes_to_the_same_weights_and_matrices(tmp_path):
-    # stopped in the middle of expert 1 (checkpoint 13): the selector is restored from its files, expert 0 and the
-    # head from theirs, expert 1 from the Trainer's checkpoint; the baselines and the evaluation come after
-    assert_resume_is_exact(main, ["run", "--config", "tiny", *FAST], tmp_path, interrupt_after=13)
+@contextlib.contextmanager
+def stop_between_tasks(matrix_file: str, tasks: int) -> Iterator[None]:
+    """A Ctrl-C right after a stage's `matrix_file` records its first `tasks` tasks, before the next one starts
+    (the next task needs the stage's state from its files: no Trainer checkpoint of it exists yet)."""
+    original = AccuracyMatrix.save_json
+
+    def save_then_stop(self: AccuracyMatrix, path) -> None:
+        original(self, path)
+        if str(path).endswith(matrix_file) and self.learnt() == tasks:
+            raise KeyboardInterrupt
+
+    AccuracyMatrix.save_json = save_then_stop  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        AccuracyMatrix.save_json = original  # type: ignore[method-assign]
+
+
+def test_run_stopped_after_task_1s_expert_resumes_to_the_same_weights_and_matrices(tmp_path):
+    # the selector is restored from its files, experts 0-1, the shared head and the class statistics from theirs;
+    # expert 2 starts from expert 1, then the evaluation and the baselines run (train-experts below stops inside a
+    # task, where the Trainer's checkpoint takes over)
+    stop = stop_between_tasks("experts/top1_validation.json", 2)
+    assert_resume_is_exact(main, ["run", "--config", "tiny", *FAST], tmp_path, stop=stop)
     assert matrices(tmp_path / "reference") == matrices(tmp_path / "run")
     assert set(matrices(tmp_path / "run")) >= {"selector/accuracy.json", "experts/top1_validation.json"}
     # a finished run resumed again trains nothing and finds the same results
@@ -82,6 +105,17 @@ def test_train_experts_resumes_after_a_stop_in_task_1(selector_run, tmp_path):
         v for k, v in load_file(reference / "experts" / "expert_0.safetensors").items() if "lora_B" in k
     ]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)
+
+
+def test_train_selector_stopped_between_tasks_resumes(selector_run, tmp_path):
+    out = tmp_path / "sel"
+    argv = ["train-selector", "--config", "tiny", "--output-dir", str(out)]
+    with stop_between_tasks("selector/accuracy.json", 2):
+        assert main([*argv, *FAST]) == 130
+    assert main([*argv, *FAST]) == 2  # a stopped run with checkpoints is not started over without --resume
+    assert main([*argv, "--resume", *FAST]) == 0
+    assert_same_weights(selector_run / "selector", out / "selector")
+    assert matrices(selector_run) == matrices(out)
 
 
 @pytest.mark.parametrize("resume", [False, True])

@@ -135,17 +135,17 @@ def assert_resume_is_exact(
     argv: list[str],
     root: Path,
     resumed_steps: list[int] | None = None,
-    interrupt_after: int = 1,
+    stop: contextlib.AbstractContextManager | None = None,
 ) -> None:
     """A console script's `--resume` continues exactly: `main(argv + [--output-dir, root/reference])` runs
-    through; the same into root/run stops after its `interrupt_after`-th checkpoint (exit 130, advising --resume);
-    rerun with --resume it must make exactly `resumed_steps` (default: the steps of the reference run that the
-    stopped one had not made, for commands that train several times) and write every safetensors file of the
-    reference, equal."""
+    through; the same into root/run is stopped by `stop` (a context that raises KeyboardInterrupt; default: right
+    after the first checkpoint) with exit 130; rerun with --resume it must make exactly `resumed_steps` (default:
+    the steps of the reference run that the stopped one had not made, for commands that train several times and
+    stops right after a checkpoint) and write every safetensors file of the reference, equal."""
     reference, run = root / "reference", root / "run"
     with recorded_steps() as all_steps:
         assert main([*argv, "--output-dir", str(reference)]) == 0
-    with interrupt_after_checkpoint(interrupt_after), recorded_steps() as stopped_steps:
+    with stop or interrupt_after_checkpoint(1), recorded_steps() as stopped_steps:
         assert main([*argv, "--output-dir", str(run)]) == 130
     if resumed_steps is None:
         assert all_steps[: len(stopped_steps)] == stopped_steps
