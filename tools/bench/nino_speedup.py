@@ -9,17 +9,19 @@ mlp-digits, seeds 0-3; here seeds 100+, and 32-64-64 widths) plus the paper's ow
 on digits (`cnn-digits-16`) and a 3-layer GPT-2 of width 24 (`gpt2-3-24`) on the core's synthetic text. All
 arms share init and batch order per seed. Each NiNo arm runs at its checkpoint's own period (5 x the spacing of
 its meta-training states: 1000 for the published one, 100 for the shipped one) with the defaults of
-`nino train` (the jump is checked on a held-out 1/12 of the training split and replaced by the AdamW step when
-it raises that loss).
+`nino train`: the delayed check (each jump is kept only if, half a snapshot interval later, its loss on a random
+held-out 1/12 of the training split is no higher than that of a shadow AdamW run from the pre-jump state on
+the same batches; otherwise the shadow replaces it).
 
-Reported per task (mean and min-max over seeds): final training loss (whole training split) and validation
-loss of each arm; the steps ratio at AdamW's final and at AdamW's best validation loss = the first evaluated
-step at which the NiNo arm reaches that loss / the first at which AdamW does (`nino.train.steps_ratio`; goal
-<= 0.6 with the published checkpoint on the paper's shapes, <= 0.7 with the shipped one); how much worse than
-AdamW each arm ends (goal: never more than 5%); jumps kept / made; the nowcast calls' share of training
-wall-clock (graph features, the NiNo forward, the held-out checks and the fallback AdamW step).
-`--arms published-unguarded,shipped-unguarded` adds arms that keep every jump (guard_factor=None), which shows
-what the safe default costs or saves.
+Reported per task (mean and min-max over seeds): final loss on the whole training split and on validation; how
+much worse than AdamW each arm ends on validation (goal: never more than 5%, every seed); steps ratios on both
+curves at AdamW's final and best loss = the first evaluated step at which the NiNo arm reaches that loss / the
+first at which AdamW does (`nino.train.steps_ratio`; goal <= 0.6 with the published checkpoint on the paper's
+shapes, <= 0.7 with the shipped one), and the training-curve ratio with the shadow's extra base steps counted
+as steps; jumps kept / made; the share of training CPU time (one thread: process time, robust to other jobs
+on the machine) spent in the nowcasts proper (features, NiNo forward, writing the parameters) and in the checks
+(held-out evaluations, shadow steps, copies). `--arms published-unguarded,shipped-unguarded` adds arms that keep
+every jump (guard_factor=None), which shows what the check costs or saves.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from nino.train import RunResult, TrainRunConfig, run, steps_ratio
+from nino.train import RunResult, TrainRunConfig, run, steps_ratio, steps_to_reach
 
 DEFAULT_TASKS = "cnn-digits-16,cnn-digits-32,mlp-digits,gpt2-3-24,cnn-synth-32"
 # arm -> (checkpoint: "published" or None for the shipped one, guard_factor); AdamW always runs first
@@ -47,7 +49,9 @@ ARMS = {
 
 def run_arms(task: str, seed: int, steps: int, eval_every: int, published: str, arms: list[str]) -> dict:
     """One seed of one task: AdamW, then each NiNo arm."""
-    base = TrainRunConfig(task=task, seed=seed, steps=steps, eval_every=eval_every, progress=False)
+    base = TrainRunConfig(
+        task=task, seed=seed, steps=steps, eval_every=eval_every, train_curve=True, progress=False
+    )
     results = {"adamw": run(base, "adamw")}
     for arm in arms:
         ckpt, guard = ARMS[arm]
@@ -58,19 +62,28 @@ def run_arms(task: str, seed: int, steps: int, eval_every: int, published: str, 
 
 def row(task: str, seed: int, results: dict[str, RunResult]) -> dict:
     adamw = results["adamw"]
-    final = adamw.val_losses()[-1][1]
-    best = min(loss for step, loss in adamw.val_losses() if step > 0)
     out = {"task": task, "seed": seed, "adamw": _arm(adamw)}
     for arm, res in results.items():
         if arm == "adamw":
             continue
-        out[arm] = {
-            **_arm(res),
-            "ratio_final": steps_ratio(res, adamw, final),
-            "ratio_best": steps_ratio(res, adamw, best),
-            "worse_than_adamw": res.val_losses()[-1][1] / final - 1,
-        }
+        out[arm] = {**_arm(res), "worse_than_adamw": res.val_losses()[-1][1] / adamw.val_losses()[-1][1] - 1}
+        for split in ("val", "train"):
+            curve = adamw.losses(split)
+            final, best = curve[-1][1], min(loss for step, loss in curve if step > 0)
+            out[arm][f"ratio_{split}_final"] = steps_ratio(res, adamw, final, split)
+            out[arm][f"ratio_{split}_best"] = steps_ratio(res, adamw, best, split)
+            hit, base_hit = steps_to_reach(res, final, split), steps_to_reach(adamw, final, split)
+            out[arm][f"charged_{split}_final"] = (
+                (hit + extra_steps(res, hit)) / base_hit if hit is not None and base_hit is not None else None
+            )
     return out
+
+
+def extra_steps(res: RunResult, step: int) -> int:
+    """Base steps the delayed checks' shadows made up to `step` (check_after + 1 per check, fewer if open)."""
+    return sum(
+        max(0, min(step, r["checked_at"]) - r["step"] + 1) for r in res.nowcasts if r.get("checked_at")
+    )
 
 
 def _arm(res: RunResult) -> dict:
@@ -82,8 +95,11 @@ def _arm(res: RunResult) -> dict:
         "jumps": len(res.nowcasts),
         "jumps_kept": sum(bool(r["accepted"]) for r in res.nowcasts),
         "nowcast_share": res.nowcast_share,
+        "check_share": res.check_share,
         "train_seconds": res.train_seconds,
+        "nowcasts": [{k: v for k, v in r.items() if "seconds" not in k} for r in res.nowcasts],
         "curve": res.val_losses(),
+        "train_curve": res.losses("train"),
     }
 
 
@@ -100,11 +116,12 @@ def _stat(values: list[float | None], fmt: str = "{:.4f}", pct: bool = False) ->
 
 def print_table(payload: dict) -> None:
     rows = payload["rows"]
-    print(f"\n{payload['machine']}; {payload['steps']} steps, validation every {payload['eval_every']}; "
+    print(f"\n{payload['machine']}; {payload['steps']} steps, evaluation every {payload['eval_every']}; "
           f"seeds {payload['seeds']}; mean (min-max) over seeds")  # fmt: skip
-    print("| task | arm | period | final train loss | final val loss | vs AdamW at end "
-          "| steps ratio to AdamW final | to AdamW best | jumps kept | nowcast share |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| task | arm | period | final train loss | final val loss | vs AdamW at end (val) | steps ratio, val: "
+          "to AdamW final / best | train: to AdamW final / best | train final, shadow steps charged "
+          "| jumps kept | nowcast share | check share |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
         for arm in ["adamw", *(a for a in ARMS if a in mine[0])]:
@@ -112,15 +129,19 @@ def print_table(payload: dict) -> None:
             train = _stat([c["final_train_loss"] for c in cells], "{:.1e}")
             val = _stat([c["final_val_loss"] for c in cells])
             if arm == "adamw":
-                print(f"| {task} | AdamW | - | {train} | {val} | - | 1 | 1 | - | - |")
+                print(f"| {task} | AdamW | - | {train} | {val} | - | 1 / 1 | 1 / 1 | 1 | - | - | - |")
                 continue
             worse = _stat([c["worse_than_adamw"] for c in cells], "{:+.1f}%", pct=True)
-            ratio_final = _stat([c["ratio_final"] for c in cells], "{:.2f}")
-            ratio_best = _stat([c["ratio_best"] for c in cells], "{:.2f}")
+            ratios = [
+                " / ".join(_stat([c.get(f"ratio_{split}_{t}") for c in cells], "{:.2f}") for t in ("final", "best"))
+                for split in ("val", "train")
+            ]  # fmt: skip
+            charged = _stat([c.get("charged_train_final") for c in cells], "{:.2f}")
             kept = f"{sum(c['jumps_kept'] for c in cells)}/{sum(c['jumps'] for c in cells)}"
             share = _stat([c["nowcast_share"] for c in cells], "{:.1f}%", pct=True)
-            print(f"| {task} | + NiNo {arm} | {cells[0]['period']} | {train} | {val} | {worse} | {ratio_final} "
-                  f"| {ratio_best} | {kept} | {share} |")  # fmt: skip
+            check = _stat([c.get("check_share", 0.0) for c in cells], "{:.1f}%", pct=True)
+            print(f"| {task} | + NiNo {arm} | {cells[0]['period']} | {train} | {val} | {worse} | {ratios[0]} "
+                  f"| {ratios[1]} | {charged} | {kept} | {share} | {check} |")  # fmt: skip
 
 
 def plot(payload: dict, path: Path) -> None:

@@ -8,8 +8,9 @@ from nino.metatrain import Window, batch_loss, persistence_loss
 from nino.train import RunResult, steps_ratio, steps_to_reach
 
 
-def result(losses: list[float], every: int = 10) -> RunResult:
+def result(losses: list[float], every: int = 10, train: list[float] | None = None) -> RunResult:
     records = [{"step": i * every, "split": "val", "loss": v} for i, v in enumerate(losses)]
+    records += [{"step": i * every, "split": "train", "loss": v} for i, v in enumerate(train or [])]
     return RunResult("adamw", records, 1.0, 0.0, [])
 
 
@@ -27,6 +28,14 @@ def test_steps_ratio_counts_both_arms_the_same_way():
     assert steps_ratio(nino, adamw, 0.5) == pytest.approx(0.5)  # 20 / 40, never 20 / 50 (AdamW's total)
     assert steps_ratio(adamw, nino, 0.5) == pytest.approx(2.0)
     assert steps_ratio(nino, adamw, 0.3) is None
+
+
+def test_steps_ratio_on_the_training_curve_reads_only_that_split():
+    adamw = result([1.0, 1.0, 1.0], train=[2.0, 0.5, 0.1])
+    nino = result([1.0, 0.1, 0.1], train=[2.0, 0.1, 0.1])
+    assert steps_to_reach(nino, 0.1, "train") == 10 and steps_to_reach(adamw, 0.1, "train") == 20
+    assert steps_ratio(nino, adamw, 0.1, "train") == pytest.approx(0.5)
+    assert steps_ratio(nino, adamw, 0.1) is None  # AdamW's validation curve never gets there
 
 
 class _Last(torch.nn.Module):

@@ -81,7 +81,8 @@ def test_train_compare_writes_both_curves_and_nowcasts(capsys, tmp_path, nino_ck
     assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == {"adamw", "nino"}
-    assert len(summary["nino"]["nowcasts"]) == 2  # 120 steps, period 50: nowcasts at calls 50 and 100
+    # 120 steps at the tiny checkpoint's period 50 (5 x its 10-step spacing): nowcasts at calls 50 and 100
+    assert len(summary["nino"]["nowcasts"]) == 2
     assert summary["adamw"]["nowcasts"] == []
     for name in ("adamw", "nino"):
         lines = Path(out / name / "metrics.jsonl").read_text().splitlines()
@@ -118,13 +119,15 @@ def test_public_api_exports_resolve():
         nino.no_such_name  # noqa: B018
 
 
-def test_train_with_the_shipped_checkpoint_nowcasts_on_schedule(capsys, tmp_path):
+def test_train_with_the_shipped_checkpoint_nowcasts_on_schedule(capsys, caplog, tmp_path):
     out = tmp_path / "n"
     code, stdout, err = run(capsys, "train", "--config", "train-tiny", "--optimizer", "nino", "--output", out)
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    assert [r["step"] for r in summary["nino"]["nowcasts"]] == [50, 100]
-    assert [r["k"] for r in summary["nino"]["nowcasts"]] == [40, 1]  # k_schedule(120, 50): two nowcasts
+    # the shipped checkpoint's period 100 (no spacing warning): one nowcast, checked 10 steps later
+    assert "wrong unit" not in caplog.text
+    [nowcast] = summary["nino"]["nowcasts"]
+    assert (nowcast["step"], nowcast["k"], nowcast["checked_at"]) == (100, 40, 110)
     assert (out / "loss.png").is_file()
 
 

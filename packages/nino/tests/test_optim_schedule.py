@@ -285,3 +285,125 @@ def test_diverged_parameters_stop_the_nowcast_with_a_training_error():
         model[0].weight[0, 0] = float("nan")
     with pytest.raises(TrainingError, match="NaN/Inf.*lower its learning rate"):
         opt.step()
+
+
+# ------------------------------------------------------------------------------------------ delayed check
+def dropout_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Dropout(0.3), nn.Linear(8, 3))
+
+
+def wild_nino() -> NiNoNet:
+    net = small_nino()
+    with torch.no_grad():
+        net.edge_out.fc[2].bias.fill_(40.0)  # 40 sigma for every parameter: far worse than the base run
+    return net
+
+
+def train_delayed(model, calls: int, predict=None, held=None, **kwargs):
+    """`calls` steps with a gradient closure on one batch and the held-out loss (eval mode) on another."""
+    (x, y), g = make_batch(), torch.Generator().manual_seed(2)
+    hx, hy = held or (torch.randn(32, 4, generator=g), torch.randint(0, 3, (32,), generator=g))
+
+    @torch.no_grad()
+    def holdout() -> float:
+        model.eval()
+        loss = float(F.cross_entropy(model(hx), hy))
+        model.train()
+        return loss
+
+    args = {"check_after": 1, "max_steps": 1000, "holdout": holdout, **kwargs}
+    opt = wrap(model, **args)
+    if predict is not None:
+        opt.predict = predict
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    torch.manual_seed(7)  # the dropout masks
+    for _ in range(calls):
+        opt.step(closure)
+    return opt
+
+
+def adamw_run(model, calls: int) -> torch.optim.AdamW:
+    (x, y) = make_batch()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    torch.manual_seed(7)
+    for _ in range(calls):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return opt
+
+
+def adamw_params(calls: int) -> torch.Tensor:
+    model = make_model()
+    adamw_run(model, calls)
+    return flatten_params(model)
+
+
+def test_delayed_check_rolls_every_bad_jump_back_to_the_base_run_bitwise_dropout_masks_included():
+    model, plain = dropout_model(), dropout_model()
+    opt = train_delayed(model, 3 * PERIOD + 3, nino_model=wild_nino(), check_after=1)
+    adamw = adamw_run(plain, 3 * PERIOD + 3)
+    assert [(r["step"], r["checked_at"], r["accepted"]) for r in opt.history] == [
+        (10, 11, False), (20, 21, False), (30, 31, False)
+    ]  # fmt: skip
+    assert all(r["loss_after"] > r["loss_base"] for r in opt.history)
+    assert torch.equal(flatten_params(model), flatten_params(plain))
+    ours, theirs = opt.base_opt.state_dict()["state"], adamw.state_dict()["state"]
+    for i, values in theirs.items():
+        for key, value in values.items():
+            assert torch.equal(ours[i][key], value), key
+
+
+def test_delayed_check_keeps_a_jump_that_beats_the_base_run():
+    future = make_model()
+    adamw_run(future, 300)  # where AdamW is 300 steps later: a perfect nowcast
+    target = flatten_params(future)
+    model = make_model()
+    jump = lambda states, k: target.clone()  # noqa: E731
+    opt = train_delayed(model, PERIOD + 1, predict=jump, held=make_batch())  # held-out = what AdamW fits
+    [record] = opt.history
+    assert record["accepted"] and record["loss_after"] < record["loss_base"]
+    # the run continues from the jump: its AdamW state skipped the jump call (A.8), the shadow's did not
+    assert int(opt.base_opt.state_dict()["state"][0]["step"]) == PERIOD
+    assert not torch.equal(flatten_params(model), adamw_params(PERIOD + 1))
+
+
+def test_delayed_check_compares_with_the_base_run_not_with_the_loss_before_the_jump():
+    """A "jump" to where the run already is: one base step behind the shadow at the check, though lower than
+    before the jump (one batch, loss falls every step). The delayed check refuses it; the immediate one keeps it."""
+    model = make_model()
+    stay = lambda states, k: states[-1].clone()  # noqa: E731
+    opt = train_delayed(model, PERIOD + 1, predict=stay, held=make_batch())
+    [record] = opt.history
+    assert record["loss_after"] < record["loss_before"] and record["loss_after"] > record["loss_base"]
+    assert not record["accepted"]
+    assert torch.equal(flatten_params(model), adamw_params(PERIOD + 1))
+    immediate = train_delayed(make_model(), PERIOD, predict=stay, held=make_batch(), check_after=0)
+    assert immediate.history[-1]["accepted"]
+
+
+def test_no_jump_whose_delayed_check_would_end_after_max_steps():
+    model = make_model()
+    opt = train_delayed(model, PERIOD, nino_model=wild_nino(), max_steps=PERIOD)
+    assert opt.history == []
+    assert torch.equal(flatten_params(model), adamw_params(PERIOD))
+
+
+def test_delayed_check_bad_settings_are_config_errors():
+    model = make_model()
+    with pytest.raises(ConfigError, match="snapshot spacing"):
+        wrap(model, check_after=PERIOD // CTX)
+    with pytest.raises(ConfigError, match="check_after"):
+        wrap(model, check_after=-1)
+    opt = wrap(model, holdout=lambda: 1.0)  # delayed by default: snapshot_every // 2 = 1
+    assert opt.check_after == 1
+    with pytest.raises(ConfigError, match="step\\(closure\\)"):
+        for _ in range(PERIOD):
+            readme_step(opt, model, *make_batch())

@@ -107,25 +107,42 @@ def _wild_checkpoint(path):
     return save_nino(net, path, snapshot_every=10)
 
 
-def test_refused_jumps_fall_back_to_the_base_step_so_the_run_equals_adamw(tmp_path):
+@pytest.mark.parametrize("check_after", [None, 0])  # delayed (default: 5 steps here) and immediate check
+def test_refused_jumps_fall_back_to_the_base_step_so_the_run_equals_adamw(tmp_path, check_after):
     from nino.train import TrainRunConfig, run
 
     cfg = TrainRunConfig(task="mlp-digits", steps=100, eval_every=25, period=50, progress=False,
-                         ckpt=str(_wild_checkpoint(tmp_path / "wild.pt")))  # fmt: skip
+                         ckpt=str(_wild_checkpoint(tmp_path / "wild.pt")), check_after=check_after)  # fmt: skip
     adamw, guarded = run(cfg, "adamw"), run(cfg, "nino")
-    assert len(guarded.nowcasts) == 2 and not any(r["accepted"] for r in guarded.nowcasts)
-    assert all(r["loss_after"] > r["loss_before"] for r in guarded.nowcasts)
-    assert guarded.val_losses() == adamw.val_losses()  # bitwise: same init, batches and base updates
+    # delayed: no jump at call 100, its check would end after the last step
+    assert [r["step"] for r in guarded.nowcasts] == ([50] if check_after is None else [50, 100])
+    assert not any(r["accepted"] for r in guarded.nowcasts)
+    reference = "loss_base" if check_after is None else "loss_before"
+    assert all(r["loss_after"] > r[reference] for r in guarded.nowcasts)
+    # bitwise: same init, batches and base updates (an evaluation inside a delayed check's window, here at
+    # step 50, sees the jumped run under test)
+    open_window = {s for r in guarded.nowcasts for s in range(r["step"], r.get("checked_at", r["step"]))}
+    assert [v for v in guarded.val_losses() if v[0] not in open_window] == [
+        v for v in adamw.val_losses() if v[0] not in open_window
+    ]
     unguarded = run(dataclasses.replace(cfg, guard_factor=None), "nino")
     assert all(r["accepted"] for r in unguarded.nowcasts)
     assert unguarded.val_losses()[-1][1] > adamw.val_losses()[-1][1]
 
 
-def test_holdout_is_the_last_twelfth_of_the_training_split_and_never_trained_on():
-    from nino.tasks import build_task, evaluate
+def test_holdout_is_a_random_twelfth_of_the_training_split_and_never_trained_on():
+    from learngene_core.config import DataConfig
+    from learngene_core.data import build_datasets
+    from nino.tasks import _tensors, build_task, evaluate
 
     task = build_task("mlp-digits", 0, 0)
     n_train, n_hold = len(task.train.inputs), len(task.holdout.inputs)
     assert n_hold == (n_train + n_hold) // 12
+    split, _ = _tensors(build_datasets(DataConfig(name="digits", batch_size=64), 0).train)
+    rows = lambda x: sorted(map(bytes, x.flatten(1).numpy()))  # noqa: E731
+    assert rows(torch.cat([task.train.inputs, task.holdout.inputs])) == rows(split)  # a partition of it
+    assert not set(rows(task.holdout.inputs)) & set(rows(task.train.inputs))
+    assert rows(task.holdout.inputs) != rows(split[-n_hold:])  # not the split's tail (digits: by writer)
+    assert torch.equal(build_task("mlp-digits", 1, 0).holdout.inputs, task.holdout.inputs)  # data_seed only
     assert task.holdout_loss() == evaluate(task, task.model, task.holdout)["loss"]
     assert task.holdout_loss() != task.evaluate()["loss"]

@@ -140,6 +140,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "final_val": {k: v for k, v in last.items() if k not in ("step", "split")},
                 "train_seconds": round(result.train_seconds, 3),
                 "nowcast_seconds": round(result.nowcast_seconds, 3),
+                "check_seconds": round(result.check_seconds, 3),
                 "nowcasts": result.nowcasts,
             }
             print(f"{name}: step {last['step']} val loss {_fmt(last['loss'])} ({result.train_seconds:.1f}s)")

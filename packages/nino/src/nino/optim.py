@@ -7,24 +7,36 @@ base optimizer does not step (its state - Adam moments, step counts - is left ex
 period brings period - 1 base updates and one jump; `need_grads` is False exactly on the jump calls, so a
 training loop can skip forward/backward there (the seed README's loop shape).
 
-A prediction with NaN/Inf is rejected with a warning and training goes on. With a closure, the loss before and
-after each jump is measured (logged and kept in `history`), and a jump whose loss grows by more than
-`guard_factor` (default 1.0: any rise) is undone. That is the safe default when the closure measures a held-out
-batch (`nino train` holds out 1/12 of the training set for it and then makes the base step the jump replaced,
-so a run whose jumps are all refused is exactly the base optimizer's run). The check is immediate, so it also
-refuses far jumps that spike the loss before paying off (the published checkpoint's on conv nets; README's
-bench); `guard_factor=None` keeps every jump. `NiNoCallback` drives the same machinery from learngene-core's
-Trainer.
+A prediction with NaN/Inf is rejected with a warning and training goes on. Each jump is checked (logged and
+kept in `history`); `guard_factor=None` keeps every jump, as the reference does. Two checks:
+
+- **Delayed** (the default when a `holdout` loss and a base optimizer are given): the jump is taken, and for the
+  next `check_after` calls (default half a snapshot interval) the base optimizer also trains a shadow copy of
+  the parameters from where it would have been without the jump, on the same batches (`step(closure)` with the
+  usual gradient closure). Then the held-out losses of both branches are compared and the run continues on the
+  jumped branch only if its loss is at most `guard_factor` x the shadow's; otherwise the shadow (parameters and
+  optimizer state) replaces it. So far jumps that first spike the loss and then settle lower are kept, and a run
+  whose every jump is rolled back equals the base optimizer's run bitwise. Cost: one copy of the parameters and
+  of the base optimizer's state during the window, check_after + 1 extra base steps and two held-out
+  evaluations per jump. No jump is made whose window would end after `max_steps`.
+- **Immediate** (`check_after=0`, or no `holdout`): the loss right before and right after the jump (the
+  `holdout` loss, else the closure's value) is compared, and a jump whose loss grows by more than
+  `guard_factor` is undone; with a `holdout`, the base step the jump replaced is then made with the closure.
+  This refuses far jumps that spike the loss before paying off (the published checkpoint's on conv nets).
+
+`NiNoCallback` drives the same machinery (immediate check) from learngene-core's Trainer.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +73,13 @@ class NiNo(torch.optim.Optimizer):
         max_steps: planned training length; it sets the horizon schedule (A.7).
         ctx: number of past states NiNo reads (must match the NiNo network).
         nino_model: an already built NiNoNet/WNNPlus (then `ckpt` is ignored).
-        guard_factor: undo a nowcast whose closure loss exceeds guard_factor * the loss before it (default 1.0,
-            any rise; None: never check). Only active with `step(closure)`; give it a held-out loss.
+        guard_factor: keep a jump only if its checked loss is at most guard_factor x the reference (the base
+            optimizer's shadow for the delayed check, the loss before the jump for the immediate one); default
+            1.0; None: keep every jump.
+        holdout: `() -> float`, the loss of the current parameters on held-out data, used by the checks.
+            Without it the immediate check measures the closure's value (no check without a closure).
+        check_after: base steps between a jump and its delayed check (0: immediate check). None (default):
+            snapshot_every // 2 with a holdout and a base optimizer, else 0. Must be < snapshot_every.
         upd_scale: multiplies the predicted change in normalised space (1.0 = as predicted).
         power: exponent of the horizon schedule.
         max_k: opt-in cap on the schedule's horizons (None: the spec's schedule unchanged), e.g. to avoid
@@ -80,6 +97,8 @@ class NiNo(torch.optim.Optimizer):
         ctx: int = 5,
         nino_model: NiNoNet | WNNPlus | None = None,
         guard_factor: float | None = 1.0,
+        holdout: Callable[[], float] | None = None,
+        check_after: int | None = None,
         upd_scale: float = 1.0,
         power: float = 2.0,
         max_k: int | None = None,
@@ -106,6 +125,8 @@ class NiNo(torch.optim.Optimizer):
         for name, value in (("upd_scale", upd_scale), ("power", power)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
+        if check_after is not None and (not isinstance(check_after, int) or check_after < 0):
+            raise ConfigError(f"check_after must be an integer >= 0 or None, got {check_after}")
         if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
             raise ConfigError(f"max_k must be a positive integer or None, got {max_k}")
         net = nino_model if nino_model is not None else load_nino(ckpt)
@@ -128,7 +149,15 @@ class NiNo(torch.optim.Optimizer):
         self.base_opt = base_opt
         self.period, self.ctx, self.max_steps = period, ctx, max_steps
         self.snapshot_every = period // ctx
+        if check_after is not None and check_after >= self.snapshot_every:
+            raise ConfigError(
+                f"check_after ({check_after}) must be below the snapshot spacing ({self.snapshot_every}): the "
+                "check must end before the next period's first snapshot"
+            )
         self.guard_factor, self.upd_scale = guard_factor, float(upd_scale)
+        self.holdout = holdout
+        self._check_after = check_after
+        self._trial: _Trial | None = None  # the open delayed check, if any
         self.device = torch.device(device)
         self.nino = net.to(self.device).eval().requires_grad_(False)
         schedule = k_schedule(max_steps, period, horizon=net.horizon, power=power)
@@ -219,6 +248,15 @@ class NiNo(torch.optim.Optimizer):
         self.states = []
 
     @property
+    def check_after(self) -> int:
+        """Base steps between a jump and its delayed check; 0 means the immediate check."""
+        if self._check_after is not None:
+            return self._check_after
+        if self.holdout is None or self.base_opt is None or self.guard_factor is None:
+            return 0
+        return max(1, self.snapshot_every // 2)
+
+    @property
     def need_grads(self) -> bool:
         """False exactly when the next `step()` is a nowcast (no base update, gradients unused)."""
         return not (len(self.states) == self.ctx - 1 and (self.step_idx + 1) % self.period == 0)
@@ -261,63 +299,168 @@ class NiNo(torch.optim.Optimizer):
         call = self.step_idx + 1
         if call % self.snapshot_every == 0:
             self.states.append(flatten_params(self.model))
-        loss = None
-        if call % self.period == 0 and len(self.states) == self.ctx:
+        if self._trial is not None:
+            loss = self._trial_step(closure)
+        elif call % self.period == 0 and len(self.states) == self.ctx and self._room_to_check(call):
             loss = self._nowcast(closure)
-        elif self.base_opt is not None:  # without a base optimizer (callback/offline use) nothing to do
-            loss = self.base_opt.step(closure) if closure is not None else self.base_opt.step()
+        else:  # without a base optimizer (callback/offline use) nothing to do
+            loss = self._base_step(closure)
         if call % self.period == 0:
             self.states = []  # a period never borrows snapshots from the previous one
         self.step_idx = call
         return loss
 
-    def _nowcast(self, closure: Closure | None) -> float | None:
-        started = time.perf_counter()
+    def _base_step(self, closure: Closure | None) -> Any:
+        if self.base_opt is None:
+            return None
+        return self.base_opt.step(closure) if closure is not None else self.base_opt.step()
+
+    def _delayed(self) -> bool:
+        return self.check_after > 0 and self.holdout is not None and self.guard_factor is not None
+
+    def _room_to_check(self, call: int) -> bool:
+        """A delayed check must end within max_steps, or the run could end on an unchecked jump."""
+        return not self._delayed() or call + self.check_after <= self.max_steps
+
+    def _measure(self, closure: Closure | None) -> float | None:
+        return float(self.holdout()) if self.holdout is not None else _loss_value(closure)
+
+    def _nowcast(self, closure: Closure | None) -> Any:
+        started = time.process_time()
         k = self.horizon()
         if not all(bool(torch.isfinite(state).all()) for state in self.states):
             raise TrainingError(
                 f"the parameters hold NaN/Inf at step {self.step_idx + 1}, before NiNo's nowcast: the base "
                 "optimizer diverged (lower its learning rate)"
             )
-        loss_before = _loss_value(closure)
-        guarded = self.guard_factor is not None and closure is not None
-        backup = [p.detach().clone() for p in self.model.parameters()] if guarded else None
+        delayed = self._delayed()
+        if delayed and closure is None:
+            raise ConfigError(
+                "NiNo's delayed check trains a shadow copy with the base optimizer: call step(closure) with "
+                "a closure that zeroes the gradients, computes the loss and calls backward (or check_after=0)"
+            )
         pred = self.predict(self.states, k)
+        nowcast_seconds = time.process_time() - started
+        checking = time.process_time()
+        loss_before = self._measure(closure)
         record: dict[str, Any] = {"step": self.step_idx + 1, "k": k, "loss_before": loss_before}
-        loss_after, accepted, reason = None, True, None
+        loss = loss_before
         if not bool(torch.isfinite(pred).all()):
-            accepted, reason = False, "non-finite prediction"
             warnings.warn(
                 f"NiNo nowcast at step {self.step_idx + 1} predicted NaN/Inf values; kept the current "
                 "parameters and training goes on",
                 RuntimeWarning,
                 stacklevel=3,
             )
-        else:
+            record.update(loss_after=None, accepted=False, reason="non-finite prediction")
+            if self.holdout is not None:  # the closure is a gradient closure: make this call's base step
+                loss = self._base_step(closure)
+        elif delayed:
+            jump_state = _clone_state(self.base_opt.state)  # the jump leaves the base state as it is (A.8)
+            loss = self.base_opt.step(closure)  # the shadow: this call's base step, without the jump
+            shadow = _Branch([p.detach().clone() for p in self.model.parameters()], self.base_opt.state)
+            self.base_opt.state = jump_state
             write_params(self.model, pred)
-            loss_after = _loss_value(closure)
-            if (
-                backup is not None
-                and loss_before is not None
-                and not _within(loss_after, loss_before, self.guard_factor)
-            ):
+            record.update(loss_after=None, accepted=None, reason="pending")
+            self._trial = _Trial(shadow, record, remaining=self.check_after)
+        else:
+            guarded = self.guard_factor is not None and loss_before is not None
+            backup = [p.detach().clone() for p in self.model.parameters()] if guarded else None
+            write_params(self.model, pred)
+            loss_after = self._measure(closure)
+            accepted, reason = True, None
+            if backup is not None and not _within(loss_after, loss_before, self.guard_factor):
                 with torch.no_grad():
                     for p, old in zip(self.model.parameters(), backup):
                         p.copy_(old)
                 accepted, reason = False, f"loss rose more than {self.guard_factor}x"
-        record.update(
-            loss_after=loss_after, accepted=accepted, reason=reason, seconds=time.perf_counter() - started
-        )
+                if self.holdout is not None:  # the base step this call would have made
+                    loss = self._base_step(closure)
+            record.update(loss_after=loss_after, accepted=accepted, reason=reason)
+        record.update(seconds=nowcast_seconds, check_seconds=time.process_time() - checking)
         self.history.append(record)
+        if record["accepted"] is not None:
+            self._log(record)
+        return loss
+
+    def _trial_step(self, closure: Closure | None) -> Any:
+        """A call inside a delayed check's window: the jumped run and its shadow both take this base step."""
+        if closure is None:
+            raise ConfigError(
+                "NiNo's delayed check is open: call step(closure) with a gradient closure until it ends"
+            )
+        trial = self._trial
+        with torch.random.fork_rng(devices=_cuda_devices(self.model)):  # the shadow gets the real RNG stream
+            loss = self.base_opt.step(closure)
+        started = time.process_time()
+        self._swap(trial.shadow)
+        self.base_opt.step(closure)
+        trial.remaining -= 1
+        if trial.remaining == 0:
+            self._end_trial(trial)  # leaves the winning branch in place
+        else:
+            self._swap(trial.shadow)
+        trial.record["check_seconds"] += time.process_time() - started
+        return loss
+
+    def _end_trial(self, trial: _Trial) -> None:
+        """Called with the shadow in place: compare held-out losses, keep the better branch."""
+        record = trial.record
+        base_loss = float(self.holdout())
+        self._swap(trial.shadow)  # the jumped run
+        loss_after = float(self.holdout())
+        accepted = _within(loss_after, base_loss, self.guard_factor)
+        if not accepted:
+            self._swap(trial.shadow)
+        record.update(
+            loss_after=loss_after,
+            loss_base=base_loss,
+            checked_at=self.step_idx + 1,
+            accepted=accepted,
+            reason=None
+            if accepted
+            else f"{self.guard_factor}x the base run's loss after {self.check_after} steps",
+        )
+        self._trial = None
+        self._log(record)
+
+    def _swap(self, branch: _Branch) -> None:
+        """Exchange the model's parameters and the base optimizer's state with `branch`'s (no copies)."""
+        for i, p in enumerate(self.model.parameters()):
+            p.data, branch.params[i] = branch.params[i], p.data
+        self.base_opt.state, branch.state = branch.state, self.base_opt.state
+
+    def _log(self, record: dict[str, Any]) -> None:
         logger.info(
             "nowcast at step %d (k=%d): loss %s -> %s, %s",
             record["step"],
-            k,
-            _fmt(loss_before),
-            _fmt(loss_after),
-            "accepted" if accepted else f"rejected ({reason})",
+            record["k"],
+            _fmt(record["loss_before"]),
+            _fmt(record["loss_after"]),
+            "accepted" if record["accepted"] else f"rejected ({record['reason']})",
         )
-        return loss_before
+
+
+@dataclass
+class _Branch:
+    params: list[torch.Tensor]
+    state: Any  # the base optimizer's state dict {param: {name: value}}
+
+
+@dataclass
+class _Trial:
+    shadow: _Branch  # where the base optimizer would be without the jump
+    record: dict[str, Any]  # the jump's history entry, completed when the check ends
+    remaining: int = field(default=0)
+
+
+def _clone_state(state: Any) -> defaultdict:
+    """A copy of an optimizer's per-parameter state with the same parameter keys (deepcopy would copy them)."""
+    return defaultdict(dict, {p: copy.deepcopy(values) for p, values in state.items()})
+
+
+def _cuda_devices(model: nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
 
 
 def _loss_value(closure: Closure | None) -> float | None:

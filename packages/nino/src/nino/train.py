@@ -39,7 +39,13 @@ class TrainRunConfig:
     ctx: int = 5
     ckpt: str | None = None  # NiNo checkpoint; None: the one shipped in nino/checkpoints/
     guard_factor: float | None = (
-        1.0  # undo a nowcast whose held-out loss rises more than this factor (null: off)
+        1.0  # keep a jump only if its held-out loss <= this x the base run's (null: off)
+    )
+    check_after: int | None = (
+        None  # steps from a jump to its check; None: half a snapshot interval; 0: at once
+    )
+    train_curve: bool = (
+        False  # also log the loss on the whole training split at each evaluation (split "train")
     )
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more NiNo(...) keyword arguments
@@ -51,6 +57,8 @@ class TrainRunConfig:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):  # NaN fails both
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        if self.check_after is not None and not (isinstance(self.check_after, int) and self.check_after >= 0):
+            raise ValueError(f"check_after must be an integer >= 0, got {self.check_after}")
         if self.period is not None and self.period % self.ctx:
             raise ValueError(f"period ({self.period}) must be a multiple of ctx ({self.ctx})")
         unknown = sorted(set(self.extra) - set(extra_keys()))
@@ -64,7 +72,8 @@ def extra_keys() -> list[str]:
     """NiNo(...) keyword arguments that `extra` may set (the rest come from the config's own fields)."""
     from .optim import NiNo
 
-    own = {"self", "base_opt", "model", "ckpt", "period", "max_steps", "ctx", "guard_factor", "nino_model"}
+    own = {"self", "base_opt", "model", "ckpt", "period", "max_steps", "ctx", "guard_factor", "check_after"}
+    own |= {"holdout", "nino_model"}
     return [name for name in inspect.signature(NiNo.__init__).parameters if name not in own]
 
 
@@ -73,17 +82,26 @@ class RunResult:
     optimizer: str
     records: list[dict[str, Any]]  # {"step", "split": "val", "loss", metric}
     train_seconds: float  # optimisation only (evaluation excluded)
-    nowcast_seconds: float  # time inside the nowcast calls of opt.step
+    nowcast_seconds: float  # the nowcasts proper: graph features, the NiNo forward, writing the parameters
     nowcasts: list[dict[str, Any]]  # the wrapper's history (step, k, loss_before, loss_after, accepted)
     period: int | None = None  # the NiNo run's period (None for AdamW)
     final_train_loss: float | None = None  # mean loss over the whole training split after the last step
+    check_seconds: float = 0.0  # the jump checks: held-out evaluations, the shadow's steps, copies
 
     def val_losses(self) -> list[tuple[int, float]]:
-        return [(r["step"], r["loss"]) for r in self.records if r["split"] == "val"]
+        return self.losses("val")
+
+    def losses(self, split: str = "val") -> list[tuple[int, float]]:
+        """(step, loss) of every evaluation on `split` ("val", or "train" with `train_curve`)."""
+        return [(r["step"], r["loss"]) for r in self.records if r["split"] == split]
 
     @property
     def nowcast_share(self) -> float:
         return self.nowcast_seconds / self.train_seconds if self.train_seconds else 0.0
+
+    @property
+    def check_share(self) -> float:
+        return self.check_seconds / self.train_seconds if self.train_seconds else 0.0
 
 
 def make_optimizer(cfg: TrainRunConfig, name: str, model: torch.nn.Module, base: torch.optim.Optimizer):
@@ -95,14 +113,15 @@ def make_optimizer(cfg: TrainRunConfig, name: str, model: torch.nn.Module, base:
     from .optim import NiNo
 
     return NiNo(base_opt=base, model=model, ckpt=cfg.ckpt, period=cfg.period, max_steps=cfg.steps,
-                ctx=cfg.ctx, guard_factor=cfg.guard_factor, **cfg.extra)  # fmt: skip
+                ctx=cfg.ctx, guard_factor=cfg.guard_factor, check_after=cfg.check_after, **cfg.extra)  # fmt: skip
 
 
 def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | None = None) -> RunResult:
     """Train `cfg.task` for `cfg.steps` optimizer calls; evaluate on validation every `eval_every` steps.
 
-    NiNo's jumps are checked on the task's held-out batch; a refused jump is replaced by the base step, so
-    when every jump is refused the run equals plain AdamW's exactly (same init, batches and updates).
+    NiNo's jumps are checked on the task's held-out split (by default `check_after` steps later, against a
+    shadow AdamW run from the pre-jump state on the same batches); a refused jump is rolled back to the base
+    run, so when every jump is refused the run equals plain AdamW's exactly (same init, batches and updates).
     """
     task = build_task(cfg.task, cfg.seed, cfg.data_seed)
     model = task.model
@@ -112,39 +131,43 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
             group["lr"] = cfg.lr
     opt = make_optimizer(cfg, optimizer, model, base)
     log = MetricsLog(Path(output_dir or ".") / "metrics.jsonl", enabled=output_dir is not None)
+    train_split = Batches(task.train.inputs, task.train.targets, 256, shuffle=False)
     log.log(0, "val", **task.evaluate())
+    if cfg.train_curve:
+        log.log(0, "train", **evaluate(task, model, train_split))
     batches = task.train.forever()
     wrapped = optimizer == "nino"
-    train_seconds = nowcast_seconds = 0.0
+    if wrapped:
+        opt.holdout = task.holdout_loss  # the jumps are checked on the held-out 1/12 of the training split
+    train_seconds = 0.0
     model.train()
     for step in tqdm(range(1, cfg.steps + 1), desc=f"{cfg.task} {optimizer}", disable=not cfg.progress):
-        started = time.perf_counter()
-        need_grads = opt.need_grads if wrapped else True
+        started = time.process_time()
         batch = next(batches)
-        if need_grads:  # the seed README's loop: no forward/backward on nowcast calls
+
+        def closure(batch=batch, step=step) -> torch.Tensor:
             opt.zero_grad()
             loss = task.loss_fn(model, batch)
             _check_finite(loss.item(), "training loss", step, cfg, optimizer)
             loss.backward()
-            opt.step()
-        else:
-            before = time.perf_counter()
-            opt.step(task.holdout_loss)  # the jump, checked on the held-out batch (undone if it hurts)
-            nowcast_seconds += time.perf_counter() - before
-            if not opt.history[-1]["accepted"]:  # fall back to the base step this call would have made
-                base.zero_grad()
-                task.loss_fn(model, batch).backward()
-                base.step()
-        train_seconds += time.perf_counter() - started
+            return loss
+
+        opt.step(closure)  # NiNo calls it only when it needs gradients (not on a kept jump)
+        train_seconds += time.process_time() - started
         if step % cfg.eval_every == 0 or step == cfg.steps:
             metrics = task.evaluate()
             _check_finite(metrics["loss"], "validation loss", step, cfg, optimizer)
             log.log(step, "val", **metrics)
+            if cfg.train_curve:
+                log.log(step, "train", **evaluate(task, model, train_split))
     history = list(getattr(opt, "history", [])) if wrapped else []
     period = opt.period if wrapped else None
-    train_split = Batches(task.train.inputs, task.train.targets, 256, shuffle=False)
+    nowcast_seconds = sum(r["seconds"] for r in history)
+    check_seconds = sum(r["check_seconds"] for r in history)
     final_train = evaluate(task, model, train_split)["loss"]
-    return RunResult(optimizer, log.records, train_seconds, nowcast_seconds, history, period, final_train)
+    return RunResult(
+        optimizer, log.records, train_seconds, nowcast_seconds, history, period, final_train, check_seconds
+    )
 
 
 def _check_finite(value: float, what: str, step: int, cfg: TrainRunConfig, optimizer: str) -> None:
@@ -155,18 +178,18 @@ def _check_finite(value: float, what: str, step: int, cfg: TrainRunConfig, optim
         )
 
 
-def steps_to_reach(result: RunResult, target: float) -> int | None:
-    """First evaluated step whose validation loss is <= target (None if never)."""
-    for step, loss in result.val_losses():
+def steps_to_reach(result: RunResult, target: float, split: str = "val") -> int | None:
+    """First evaluated step whose loss on `split` is <= target (None if never)."""
+    for step, loss in result.losses(split):
         if step > 0 and loss <= target:
             return step
     return None
 
 
-def steps_ratio(method: RunResult, baseline: RunResult, target: float) -> float | None:
+def steps_ratio(method: RunResult, baseline: RunResult, target: float, split: str = "val") -> float | None:
     """First step at which `method` reaches `target` / the first step at which `baseline` does (both counted
     the same way; < 1: the method is faster). None when either never reaches it."""
-    ours, theirs = steps_to_reach(method, target), steps_to_reach(baseline, target)
+    ours, theirs = steps_to_reach(method, target, split), steps_to_reach(baseline, target, split)
     return ours / theirs if ours is not None and theirs is not None else None
 
 
