@@ -6,9 +6,10 @@ import torch.nn.functional as F
 
 from learngene_core.config import TrainConfig, from_dict
 from learngene_core.distill import DistillConfig, Distiller, soft_cross_entropy_loss, soft_kd_loss
-from learngene_core.errors import ConfigError
+from learngene_core.errors import ConfigError, ModelError
 from learngene_core.metrics import read_metrics
 from learngene_core.tasks import ClassificationTask
+from learngene_core.testing import assert_same_safetensors, model_data_probes
 from learngene_core.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -272,7 +273,65 @@ def test_feature_pairs_with_different_token_counts_are_refused(tiny_vit):
     teacher.num_prefix_tokens = 0
     teacher.pos_embed = torch.nn.Parameter(teacher.pos_embed[:, 1:].detach().clone())
     cfg = DistillConfig(feature_weight=1.0, feature_pairs={"blocks.1": "blocks.1"}, project="teacher")
-    with pytest.raises(ValueError, match="blocks.1.*differ before the last"):
+    with pytest.raises(ModelError, match="blocks.1.*differ before the last"):
         Distiller(
             teacher, ClassificationTask(), cfg, student=student, sample_inputs=torch.randn(2, 3, 16, 16)
         )
+
+
+# ------------------------------------------------------------------------------------------ check before step 1
+
+
+class _Noisy(torch.utils.data.Dataset):
+    """Samples with fresh noise from the global RNG each time (an augmentation the check must not advance)."""
+
+    def __init__(self, base):
+        self.base = base
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        x, y = self.base[i]
+        return x + 0.1 * torch.randn_like(x), y
+
+
+def _distil_run(out, tiny_loaders, tiny_mlp) -> Trainer:
+    teacher = tiny_mlp(seed=1, hidden=32)
+    student = tiny_mlp(seed=2, hidden=12)
+    cfg = DistillConfig(alpha=0.5, temperature=2.0, feature_weight=0.5, feature_pairs={"body.1": "body.1"})
+    sample = torch.randn(2, 8)
+    distiller = Distiller(teacher, ClassificationTask(), cfg, student=student, sample_inputs=sample)
+    train, val, test = tiny_loaders(n_train=32, batch_size=8)
+    train = torch.utils.data.DataLoader(_Noisy(train.dataset), batch_size=8, shuffle=True)
+    return Trainer(
+        student, kd_config(epochs=2, lr=0.03), ClassificationTask(), train, val, test, output_dir=out,
+        loss_fn=distiller, extra_modules=[distiller.projections],
+    )  # fmt: skip
+
+
+def test_a_distillation_run_is_checked_before_step_1_and_the_check_changes_nothing(
+    tmp_path, tiny_loaders, tiny_mlp
+):
+    with model_data_probes() as calls:
+        _distil_run(tmp_path / "probed", tiny_loaders, tiny_mlp).fit()
+    assert calls == [0]
+    with model_data_probes(enabled=False):
+        _distil_run(tmp_path / "unprobed", tiny_loaders, tiny_mlp).fit()
+    assert_same_safetensors(tmp_path / "probed", tmp_path / "unprobed")
+    records = [read_metrics(tmp_path / name / "metrics.jsonl") for name in ("probed", "unprobed")]
+    assert records[0] == records[1]
+
+
+def test_a_teacher_that_cannot_run_on_the_data_is_named_before_step_1(tmp_path, tiny_loaders, tiny_mlp):
+    teacher = tiny_mlp(seed=1, dim=5)  # the data is 8 wide
+    distiller = Distiller(teacher, ClassificationTask(), DistillConfig(alpha=0.5))
+    train, val, _ = tiny_loaders()
+    trainer = Trainer(
+        tiny_mlp(), kd_config(), ClassificationTask(), train, val, output_dir=tmp_path, loss_fn=distiller
+    )
+    with pytest.raises(
+        ModelError, match=r"^the teacher \(TinyMLP\) cannot run on a training batch \(inputs \(2, 8\)\)"
+    ):
+        trainer.fit()
+    assert not (tmp_path / "metrics.jsonl").exists()

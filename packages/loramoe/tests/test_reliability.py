@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from learngene_core.testing import one_error_line, run_named_console_cases, tiny_lm_config
+from learngene_core.testing import (
+    assert_probe_changes_nothing,
+    one_error_line,
+    run_named_console_cases,
+    tiny_lm_config,
+)
+from loramoe.cli import main
 
 
 def train(out: Path, *overrides: str) -> list[str]:
@@ -57,6 +63,7 @@ def results(tmp_path_factory):
         "truncated adapter_config.json": ([*gen, str(truncated)], "adapter_config.json is not valid JSON"),
         "adapter without a base model": ([*gen, str(adapter)], "records no base model; pass --base"),
         "hostile .bin base model": ([*gen, str(adapter), "--base", str(hostile_base)], "refused"),
+        "heads that do not split the keys": (train(tmp / "r4", "model.kwargs.num_key_value_heads=3"), "the model (LoraMoEModel) cannot run on a training batch"),
     }  # fmt: skip
     return run_named_console_cases("loramoe.cli", cases, cwd=str(tmp))
 
@@ -70,6 +77,7 @@ CASES = [
     "truncated adapter_config.json",
     "adapter without a base model",
     "hostile .bin base model",
+    "heads that do not split the keys",
 ]
 
 
@@ -79,3 +87,10 @@ def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
     line = one_error_line(result, "loramoe")
     assert culprit in line, line
     assert "this must never run" not in result["stdout"] + result["stderr"]
+
+
+def test_the_check_before_step_1_changes_no_weight(tmp_path):
+    """The Trainer runs loramoe's loss (routers capturing their gates) once in eval mode before step 1: the
+    adapter it trains is the same, bit for bit, as without that check."""
+    argv = ["train", "--config", "tiny", "train.progress=false", "train.max_steps=3", "loramoe.dropout=0.1"]
+    assert_probe_changes_nothing(main, argv, tmp_path)

@@ -23,7 +23,7 @@ def _learngene_dir(root: Path, manifest: bytes) -> Path:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, ancestry_dir):
     tmp = tmp_path_factory.mktemp("bad")
     good = {"method": "tleg", "arch": ARCH, "spec": {}, "num_classes": 5}
     no_patch = {**good, "arch": {k: v for k, v in ARCH.items() if k != "patch_size"}}
@@ -54,6 +54,8 @@ def results(tmp_path_factory):
         "non-UTF-8 ancestry config": ([*extract, str(tmp / "lg1"), f"ancestry.run={ancestry}"], "config.yaml: not UTF-8"),
         "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "extract into a file": ([*extract, str(tmp / "a-file"), f"ancestry.run={ancestry}"], "a-file is a file"),
+        "ancestry trained on other images": ([*extract, str(tmp / "lg3"), f"ancestry.run={ancestry_dir}", "data.image_size=32"], "the teacher (VisionTransformer) cannot run on a training batch (inputs (2, 1, 32, 32))"),
+        "aux patch larger than the image": ([*extract, str(tmp / "lg4"), f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"], "the model (AuxNet) cannot run on a training batch (inputs (2, 1, 16, 16))"),
     }  # fmt: skip
     return run_named_console_cases("tleg.cli", cases)
 
@@ -67,6 +69,8 @@ CASES = [
     "non-UTF-8 ancestry config",
     "extract lr=.inf",
     "extract into a file",
+    "ancestry trained on other images",
+    "aux patch larger than the image",
 ]
 
 

@@ -67,6 +67,13 @@ class MetaTransferLoss:
         self.optimizer.zero_grad(set_to_none=True)
         return float(meta_loss.detach())
 
+    def probe(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
+        """The loss on one batch without the meta step, for the Trainer's check before step 1 (eval mode, no
+        gradients): phi, its optimizer and the step count stay as they are."""
+        sources = self.sources(inputs)
+        logits, _ = model(inputs, sources, self.meta(sources))
+        self.task.loss(logits, targets)
+
     def __call__(self, model: nn.Module, inputs: Tensor, targets: Tensor):
         sources = self.sources(inputs)
         if self.calls % self.spec.meta_every == 0:

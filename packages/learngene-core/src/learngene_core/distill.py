@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import MISMATCH_ERRORS, ModelError, first_line
 from .tasks import Task
 
 
@@ -93,6 +94,18 @@ class _FeatureTap:
         return hook
 
 
+def logits_or_named_error(task: Task, role: str, model: nn.Module, inputs: Any) -> torch.Tensor:
+    """`task.logits(model, inputs)`; a model that cannot run on the batch is one ModelError naming its role."""
+    try:
+        return task.logits(model, inputs)
+    except MISMATCH_ERRORS as exc:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
+        raise ModelError(
+            f"the {role} ({type(model).__name__}) cannot run on a training batch (inputs {shape}): "
+            f"{first_line(exc)}"
+        ) from None
+
+
 class Distiller:
     """A `Trainer.loss_fn` distilling a frozen `teacher` into the trained model."""
 
@@ -124,14 +137,16 @@ class Distiller:
     def _build_projections(self, student: nn.Module, sample_inputs: Any) -> None:
         was_training = student.training
         student.eval()
-        self.task.logits(student, sample_inputs)
-        self.task.logits(self.teacher, sample_inputs)
-        student.train(was_training)
+        try:
+            logits_or_named_error(self.task, "student", student, sample_inputs)
+            logits_or_named_error(self.task, "teacher", self.teacher, sample_inputs)
+        finally:
+            student.train(was_training)
         for i, (s_name, t_name) in enumerate(self.cfg.feature_pairs.items()):
             s_shape = self._student_tap.outputs[s_name].shape
             t_shape = self._teacher_tap.outputs[t_name].shape
             if s_shape[:-1] != t_shape[:-1]:
-                raise ValueError(
+                raise ModelError(
                     f"feature pair {s_name!r} -> {t_name!r}: student shape {tuple(s_shape)} and teacher shape "
                     f"{tuple(t_shape)} differ before the last (width) dimension (class tokens? image size?)"
                 )
@@ -151,6 +166,20 @@ class Distiller:
             self.teacher.to(device)
         with torch.no_grad():
             return self.task.logits(self.teacher, inputs)
+
+    def probe(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> None:
+        """The loss on one batch, as the Trainer's check before step 1 calls it (eval mode, no gradients); a
+        teacher that cannot run on the data, or whose logits do not match the student's, is named as such."""
+        logits = logits_or_named_error(self.task, "student", model, inputs)
+        self.teacher.to(logits.device)
+        teacher_logits = logits_or_named_error(self.task, "teacher", self.teacher, inputs)
+        if self.cfg.alpha > 0 and teacher_logits.shape != logits.shape:
+            raise ModelError(
+                f"the teacher ({type(self.teacher).__name__}) gives logits of shape "
+                f"{tuple(teacher_logits.shape)}, the student {tuple(logits.shape)}: distil on data with the "
+                "teacher's classes"
+            )
+        self(model, inputs, targets)
 
     def __call__(
         self, model: nn.Module, inputs: Any, targets: torch.Tensor

@@ -26,3 +26,12 @@ class CheckpointError(LearngeneError):
 
 class TrainingError(LearngeneError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name if it has none), for one-line errors."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+#: What torch, timm and transformers raise when a model cannot run on a batch (wrong shape, size, index).
+MISMATCH_ERRORS = (RuntimeError, ValueError, IndexError, AssertionError)

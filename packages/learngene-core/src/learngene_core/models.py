@@ -18,7 +18,7 @@ from torch import nn
 from . import layered_models  # noqa: F401  (registers learngene_vgg and vit_learngene with timm)
 from .checkpoint import describe_torch_load_error, load_model_weights
 from .config import ModelConfig
-from .errors import ModelError
+from .errors import ModelError, first_line
 from .registry import did_you_mean
 
 HF_CONFIG_ERRORS = (ValueError, KeyError, TypeError, OSError)
@@ -105,8 +105,7 @@ def load_causal_lm(path: str | Path, **kwargs: Any) -> nn.Module:
     except pickle.UnpicklingError as exc:
         raise ModelError(describe_torch_load_error(path, exc)) from None
     except HF_CONFIG_ERRORS as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ModelError(f"cannot load a causal LM from {path}: {first}") from None
+        raise ModelError(f"cannot load a causal LM from {path}: {first_line(exc)}") from None
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

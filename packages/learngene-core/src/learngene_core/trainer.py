@@ -41,7 +41,7 @@ from .checkpoint import (
     trainable_state_dict,
 )
 from .config import TrainConfig
-from .errors import CheckpointError, DataError, ModelError, TrainingError
+from .errors import MISMATCH_ERRORS, CheckpointError, DataError, ModelError, TrainingError, first_line
 from .metrics import METRICS_NAME, PLOT_NAME, MetricsLog, plot_metrics
 from .tasks import Task
 from .threads import thread_record
@@ -453,37 +453,43 @@ class Trainer:
         self.accelerator.print(f"resumed from {last} at step {self.state.step}/{self.total_steps}")
 
     def _check_model_fits_data(self) -> None:
-        """One eval-mode forward pass on a batch of two training samples, so a model/data mismatch (a patch larger than the
-        image, a wrong channel count) is one ModelError before the first step, not a traceback inside it.
+        """One eval-mode forward pass without gradients on a batch of two training samples, so a model/data
+        mismatch (a patch larger than the image, a wrong channel count, a teacher trained on other images) is one
+        ModelError before the first step, not a traceback inside it.
 
-        Every RNG is restored afterwards: building the probe batch must not change the run (bitwise resume).
-        Runs with a custom `loss_fn` are not probed: it may need gradients or have side effects.
+        With a custom `loss_fn`, the pass goes through it (teacher and all), or through its
+        `probe(model, inputs, targets)` if it has one: a loss that needs gradients or keeps state between calls
+        must offer `probe`. Nothing of the run changes: every RNG is restored afterwards, and the model and the
+        extra modules are back in their mode (a probed run's weights equal an unprobed one's, bit for bit).
         """
         loader = self._raw_train_loader
-        if self.loss_fn is not None or isinstance(loader.dataset, IterableDataset) or not len(loader.dataset):  # type: ignore[arg-type]
+        if isinstance(loader.dataset, IterableDataset) or not len(loader.dataset):  # type: ignore[arg-type]
             return
         rng = _rng_state()
+        modules = (self.model, self.extra_modules)
+        modes = [m.training for m in modules]
         try:
             # two samples, not one: a batch-level collate (timm's Mixup) needs an even batch
             samples = [loader.dataset[i] for i in range(min(2, len(loader.dataset)))]  # type: ignore[arg-type]
             batch = (loader.collate_fn or default_collate)(samples)
             inputs, targets = send_to_device(batch, self.accelerator.device)
-            model = self.model
-            was_training = model.training
-            model.eval()
+            for module in modules:
+                module.eval()
             try:
                 with torch.no_grad():
-                    self.task.loss(self.task.logits(model, inputs), targets)
-            except (RuntimeError, ValueError, IndexError, AssertionError) as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                name = type(self.accelerator.unwrap_model(model)).__name__
+                    if self.loss_fn is None:
+                        self.task.loss(self.task.logits(self.model, inputs), targets)
+                    else:
+                        getattr(self.loss_fn, "probe", self.loss_fn)(self.model, inputs, targets)
+            except MISMATCH_ERRORS as exc:
+                name = type(self.accelerator.unwrap_model(self.model)).__name__
                 shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
                 raise ModelError(
-                    f"the model ({name}) cannot run on a training batch (inputs {shape}): {first}"
+                    f"the model ({name}) cannot run on a training batch (inputs {shape}): {first_line(exc)}"
                 ) from None
-            finally:
-                model.train(was_training)
         finally:
+            for module, mode in zip(modules, modes):
+                module.train(mode)
             _set_rng_state(rng)
 
     def _restore_pending_rng(self) -> None:
