@@ -1,14 +1,19 @@
 """Bad input through the console script: one `heur-learngene: error:` line naming the culprit, exit code 2,
-nothing written."""
+nothing written. The first cases run the installed script, one process each; the table of the issue-17 categories
+(file system, side files, corrupt files, non-finite values) runs in one interpreter."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from heur_learngene.cli import main
+from learngene_core.testing import assert_one_error_line, one_error_line, run_named_console_cases
 
 
 def cli(*argv) -> tuple[int, str]:
@@ -19,11 +24,7 @@ def cli(*argv) -> tuple[int, str]:
 
 
 def assert_one_line(code: int, err: str, *culprits: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("heur-learngene: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], lines[0]
+    assert_one_error_line(code, err, "heur-learngene", *culprits)
 
 
 def test_overlapping_stream_classes(tmp_path):
@@ -65,3 +66,67 @@ def test_existing_learngene_output_is_left_untouched(collective_dir, tmp_path):
     code, err = cli("choose", "--run", collective_dir, "--output-dir", out)
     assert_one_line(code, err, str(out))
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def _copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
+    shutil.copytree(source, target)
+    for rel, data in files.items():
+        (target / rel).write_bytes(data)
+    return target
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, collective_dir):
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "a-file").write_text("x")
+    stream = {
+        "truncated": _copy_with(collective_dir, tmp / "truncated", {"stream.jsonl": b'{"task": 0, "upd\n'}),
+        "latin1": _copy_with(collective_dir, tmp / "latin1", {"stream.jsonl": b"\xe9\n"}),
+        "no-scores": _copy_with(collective_dir, tmp / "no-scores", {"stream.jsonl": b'{"task": 0}\n'}),
+    }
+    latin_config = _copy_with(collective_dir, tmp / "latin-config", {"config.yaml": b"seed: caf\xe9\n"})
+    garbage = _copy_with(
+        collective_dir / "learngene", tmp / "garbage-lg", {"learngene.safetensors": b"\x80\x02garbage" * 10}
+    )
+    quick = ["train.max_steps=2", "train.progress=false"]
+
+    def choose(run: Path, *overrides: str) -> list[str]:
+        return ["choose", "--run", str(run), "--output-dir", str(tmp / "out"), *overrides]
+
+    cases = {
+        "output dir is a file": (["collective", "--output-dir", str(tmp / "a-file"), *quick], "a-file is a file"),
+        "truncated stream.jsonl": (choose(stream["truncated"]), "stream.jsonl:1: not a JSON record"),
+        "non-UTF-8 stream.jsonl": (choose(stream["latin1"]), "stream.jsonl is not UTF-8"),
+        "stream record without scores": (choose(stream["no-scores"]), "stream.jsonl:1: 'update' is not a list of finite numbers"),
+        "non-UTF-8 run config": (choose(latin_config), "config.yaml: not UTF-8"),
+        "late_fraction=.nan": (choose(collective_dir, "method.late_fraction=.nan"), "'method.late_fraction' must be a finite number"),
+        "corrupt learngene weights": (["train", "--learngene", str(garbage), "--output-dir", str(tmp / "t1"), *quick], "learngene.safetensors"),
+        "NaN loss": (["collective", "--output-dir", str(tmp / "c1"), *quick, "train.lr=1e30"], "loss became nan"),
+    }  # fmt: skip
+    return run_named_console_cases("heur_learngene.cli", cases)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "output dir is a file",
+        "truncated stream.jsonl",
+        "non-UTF-8 stream.jsonl",
+        "stream record without scores",
+        "non-UTF-8 run config",
+        "late_fraction=.nan",
+        "corrupt learngene weights",
+        "NaN loss",
+    ],
+)
+def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
+    result, culprit = results[case]
+    one_error_line(result, "heur-learngene", culprit)
+
+
+def test_a_collective_run_stopped_by_nan_loss_reruns_in_place(tmp_path, capsys):
+    argv = ["collective", "--output-dir", str(tmp_path / "run"), "train.max_steps=2", "train.progress=false"]
+    assert main([*argv, "train.lr=1e30"]) == 2
+    assert "loss became nan" in capsys.readouterr().err
+    assert main(argv) == 0  # the same command, a sane lr: no "not empty"
+    assert (tmp_path / "run" / "learngene" / "manifest.json").is_file()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from l2c.cli import main
+from learngene_core.testing import assert_one_error_line
 
 FAST = [
     "data.batch_size=64", "selector.train.epochs=2", "experts.train.epochs=2", "baseline_train.epochs=1",
@@ -23,11 +24,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def assert_user_error(code: int, err: str, *culprits: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("l2c: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], f"{culprit!r} not in {lines[0]}"
+    assert_one_error_line(code, err, "l2c", *culprits)
 
 
 def listing(folder: Path) -> dict[str, int]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+
+from learngene_core.testing import assert_one_error_line, one_error_line, run_named_console_cases
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -36,10 +39,7 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, argv, culprit):
     if argv[0] in ("run", "train-selector"):
         argv += ["--output-dir", tmp_path / "out"]
     result = l2c(*argv)
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("l2c: error: ") and culprit in lines[0], result.stderr
-    assert "Traceback" not in result.stderr
+    assert_one_error_line(result.returncode, result.stderr, "l2c", culprit)
     assert not (tmp_path / "out").exists() and not any((tmp_path / "empty").iterdir())
 
 
@@ -48,3 +48,58 @@ def test_help_lists_the_verbs():
     assert result.returncode == 0
     for verb in ("run", "train-selector", "train-experts", "eval"):
         assert verb in result.stdout
+
+
+# ------------------------------------------------------------------------ the issue-17 categories, in one interpreter
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    from l2c.cli import main
+
+    tmp = tmp_path_factory.mktemp("bad")
+    (tmp / "a-file").write_text("x")
+    (tmp / "garbage.safetensors").write_bytes(b"\x80\x02garbage" * 10)
+    stopped = tmp / "stopped"  # a run stopped by a NaN loss: config.yaml and split.json written
+    assert (
+        main(["train-selector", "--config", "tiny", "--output-dir", str(stopped), "selector.train.lr=1e30"])
+        == 2
+    )
+    runs = {}
+    for name, files in {
+        "latin-split": {"split.json": b"\xe9"},
+        "truncated-split": {"split.json": b'{"order": [1,'},
+        "latin-config": {"config.yaml": b"seed: caf\xe9\n"},
+    }.items():
+        runs[name] = tmp / name
+        shutil.copytree(stopped, runs[name])
+        for rel, data in files.items():
+            (runs[name] / rel).write_bytes(data)
+    selector = ["train-selector", "--config", "tiny", "--output-dir"]
+    cases = {
+        "output dir is a file": ([*selector, str(tmp / "a-file")], "a-file"),
+        "non-UTF-8 split.json": (["train-experts", "--run", str(runs["latin-split"])], "split.json is not UTF-8"),
+        "truncated split.json": (["train-experts", "--run", str(runs["truncated-split"])], "split.json is not valid JSON"),
+        "non-UTF-8 run config": (["train-experts", "--run", str(runs["latin-config"])], "config.yaml: not UTF-8"),
+        "corrupt backbone weights": ([*selector, str(tmp / "s1"), f"model.checkpoint={tmp / 'garbage.safetensors'}"], "garbage.safetensors"),
+        "lr=.nan": ([*selector, str(tmp / "s2"), "selector.train.lr=.nan"], "'selector.train.lr' must be a finite number"),
+        "NaN loss": ([*selector, str(tmp / "s3"), "selector.train.lr=1e30"], "loss became nan"),
+    }  # fmt: skip
+    return run_named_console_cases("l2c.cli", cases)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "output dir is a file",
+        "non-UTF-8 split.json",
+        "truncated split.json",
+        "non-UTF-8 run config",
+        "corrupt backbone weights",
+        "lr=.nan",
+        "NaN loss",
+    ],
+)
+def test_bad_input_is_one_error_line_with_exit_code_2_in_one_interpreter(results, case):
+    result, culprit = results[case]
+    one_error_line(result, "l2c", culprit)

@@ -1,5 +1,7 @@
 """Bad input through the console script: one `learngene-pool: error: ...` line naming the culprit, exit code 2,
-no traceback, existing outputs untouched. The first cases run the installed script in a subprocess, as a user would."""
+no traceback, existing outputs untouched. The first cases run the installed script in a subprocess, as a user would;
+the table of the issue-17 categories (side files, shape mismatches, corrupt files, non-finite values) runs in one
+interpreter."""
 
 from __future__ import annotations
 
@@ -12,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from learngene_core.testing import assert_one_error_line, one_error_line, run_named_console_cases
 from learngene_pool.cli import main
-
-PROG = "learngene-pool: error: "
 
 
 def run_subprocess(*argv) -> tuple[int, str]:
@@ -31,12 +32,7 @@ def run_inprocess(capsys, *argv) -> tuple[int, str]:
 
 
 def assert_one_line(code: int, err: str, *culprits: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(PROG), err
-    assert "Traceback" not in err
-    for culprit in culprits:
-        assert culprit in lines[0], f"{culprit!r} not in {lines[0]}"
+    assert_one_error_line(code, err, "learngene-pool", *culprits)
 
 
 def snapshot(directory: Path) -> dict[str, bytes]:
@@ -147,3 +143,65 @@ def test_missing_pool_and_aux_directories_are_named(capsys, tmp_path, narrow_dir
         f"aux=[{narrow_dir},{tmp_path}]",
     )
     assert_one_line(code, err, str(tmp_path), "aux.json")
+
+
+def _copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
+    shutil.copytree(source, target)
+    for rel, data in files.items():
+        (target / rel).write_bytes(data)
+    return target
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory, ancestry_dir, narrow_dir, wide_dir, pool_dir):
+    tmp = tmp_path_factory.mktemp("bad")
+    latin_aux = _copy_with(narrow_dir, tmp / "latin-aux", {"aux.json": b'{"format": "caf\xe9"}'})
+    truncated_pool = _copy_with(pool_dir, tmp / "truncated-pool", {"pool.json": b'{"format": "learn'})
+    garbage_pool = _copy_with(
+        pool_dir, tmp / "garbage-pool", {"final/model.safetensors": b"\x80\x02garbage" * 10}
+    )
+    bad_meta = _copy_with(ancestry_dir, tmp / "bad-meta", {"final/metadata.json": b"{"})
+    quick = ["train.max_steps=2", "train.progress=false"]
+    distill = ["distill", "--config", "tiny-aux-narrow", *quick, "--output-dir"]
+    train = [
+        "train",
+        "--pool",
+        str(pool_dir),
+        "--config-id",
+        "1",
+        "--config",
+        "tiny-train",
+        *quick,
+        "--output-dir",
+    ]
+    cases = {
+        "ancestry trained on other images": ([*distill, str(tmp / "d1"), f"ancestry.run={ancestry_dir}", "data.image_size=32"], "the teacher (VisionTransformer) cannot run on a training batch (inputs (2, 1, 32, 32))"),
+        "aux patch larger than the image": ([*distill, str(tmp / "d2"), f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"], "the student (VisionTransformer) cannot run on a training batch"),
+        "truncated ancestry metadata.json": ([*distill, str(tmp / "d3"), f"ancestry.run={bad_meta}"], "metadata.json is not valid JSON"),
+        "non-UTF-8 aux.json": (["build", "--config", "tiny-build", "--output-dir", str(tmp / "b1"), f"aux=[{latin_aux},{wide_dir}]"], "aux.json is not UTF-8"),
+        "truncated pool.json": (["list", "--pool", str(truncated_pool)], "pool.json is not valid JSON"),
+        "corrupt pool weights": (["init", "--pool", str(garbage_pool), "--config-id", "1", "--output-dir", str(tmp / "i1")], "model.safetensors"),
+        "eval on images of another size": (["eval", "--pool", str(pool_dir), "data.image_size=32"], "the pool's descendants take (1, 16, 16)"),
+        "lr=.nan": ([*train, str(tmp / "t1"), "train.lr=.nan"], "'train.lr' must be a finite number"),
+        "NaN loss": ([*train, str(tmp / "t2"), "train.lr=1e30"], "loss became nan"),
+    }  # fmt: skip
+    return run_named_console_cases("learngene_pool.cli", cases)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "ancestry trained on other images",
+        "aux patch larger than the image",
+        "truncated ancestry metadata.json",
+        "non-UTF-8 aux.json",
+        "truncated pool.json",
+        "corrupt pool weights",
+        "eval on images of another size",
+        "lr=.nan",
+        "NaN loss",
+    ],
+)
+def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
+    result, culprit = results[case]
+    one_error_line(result, "learngene-pool", culprit)

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM
 from learngene_core.checkpoint import load_model_weights
 from learngene_core.config import load_config
 from learngene_core.models import build_model
-from learngene_core.testing import assert_resume_is_exact
+from learngene_core.testing import assert_one_error_line, assert_resume_is_exact
 from loramoe import get_loramoe_model
 from loramoe.cli import main
 from loramoe.experiment import LoraMoEExperimentConfig, load_adapter
@@ -83,12 +83,7 @@ def test_generate_answers_each_prompt(tiny_run, capsys):
 
 
 def assert_one_line_error(capsys, code, *culprits):
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("loramoe: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], lines[0]
+    assert_one_error_line(code, capsys.readouterr().err, "loramoe", *culprits)
 
 
 def test_cli_errors_are_one_line_and_write_nothing(capsys, tmp_path, tiny_run):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from learngene_core.testing import assert_one_error_line
 from nino.cli import main
 
 
@@ -17,12 +18,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def assert_user_error(code: int, err: str, *culprits: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("nino: error: "), lines[0]
-    for culprit in culprits:
-        assert culprit in lines[0], f"{culprit!r} not in {lines[0]!r}"
+    assert_one_error_line(code, err, "nino", *culprits)
 
 
 def test_graph_prints_the_fm16_counts(capsys):

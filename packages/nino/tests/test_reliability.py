@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from learngene_core.testing import assert_one_error_line
 from nino.model import WNNPlus
 
 SCRIPT = Path(sys.executable).with_name("nino")
@@ -54,9 +55,6 @@ CASES = {
 def test_bad_input_is_one_line_and_exit_code_2(case, tmp_path, bad_files):
     args, culprits = CASES[case]
     done = nino(args, tmp_path)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2, done.stderr
-    assert len(lines) == 1 and lines[0].startswith("nino: error: "), done.stderr
-    assert all(c in lines[0] for c in culprits), lines[0]
-    assert "weights_only" not in lines[0] and "Traceback" not in done.stderr
+    line = assert_one_error_line(done.returncode, done.stderr, "nino", *culprits)
+    assert "weights_only" not in line
     assert not (tmp_path / "out").exists()

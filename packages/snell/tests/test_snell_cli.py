@@ -11,7 +11,7 @@ import torch
 
 from learngene_core.checkpoint import load_weights, save_weights
 from learngene_core.cli import main as learngene_main
-from learngene_core.testing import assert_resume_is_exact
+from learngene_core.testing import assert_one_error_line, assert_resume_is_exact
 from snell.backbone import resolve_checkpoint
 from snell.cli import main
 
@@ -25,11 +25,7 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def assert_user_error(code: int, err: str, *culprits: str) -> None:
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("snell: error: "), err
-    for culprit in culprits:
-        assert culprit in lines[0], f"{culprit!r} not in {lines[0]}"
+    assert_one_error_line(code, err, "snell", *culprits)
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from accelerate.utils import set_seed
 
 from learngene_core import experiment
 from learngene_core.checkpoint import read_metadata, save_weights
-from learngene_core.config import ExperimentConfig, ModelConfig, from_dict, save_config
-from learngene_core.errors import CheckpointError, ConfigError
+from learngene_core.config import ExperimentConfig, ModelConfig, from_dict, read_yaml_file, save_config
+from learngene_core.errors import MISMATCH_ERRORS, CheckpointError, ConfigError, ModelError, first_line
 from learngene_core.learngene.artifact import Learngene
 from learngene_core.learngene.extract import load_ancestry
 from learngene_core.learngene.inherit import format_ranking, layer_prefixes, make_layer_learngene, top_k
@@ -39,8 +38,13 @@ def ancestry_model_config(cfg: CondenseConfig) -> tuple[ModelConfig, tuple[int, 
             raise CheckpointError(
                 f"ancestry.run: {config} not found (a `learngene train` or heur collective run)"
             )
-        model = from_dict(ExperimentConfig, yaml.safe_load(config.read_text()), source=str(config)).model
-        return model, tuple(read_metadata(run / cfg.ancestry.checkpoint)["input_shape"])
+        model = from_dict(ExperimentConfig, read_yaml_file(config, CheckpointError), source=str(config)).model
+        shape = read_metadata(run / cfg.ancestry.checkpoint).get("input_shape")
+        if not isinstance(shape, list):
+            raise CheckpointError(
+                f"{run / cfg.ancestry.checkpoint}/metadata.json records no input_shape list"
+            )
+        return model, tuple(shape)
     if cfg.ancestry.model is None or not cfg.ancestry.model.checkpoint:
         raise ConfigError("set ancestry.run=<run dir> or ancestry.model with model.checkpoint")
     return cfg.ancestry.model, ()
@@ -58,8 +62,7 @@ def aggregate(weights: dict[tuple[int, int], float], num_layers: int, how: str) 
 def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, dict[str, Any]]:
     """Meta-train on the pseudo-descendant task, pick the top-k layers, save the learngene in output_dir/learngene."""
     output_dir = Path(output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    experiment.check_new_output_dir(output_dir, PSEUDO_RUN)
     spec = cfg.method
     arch, trained_shape = ancestry_model_config(cfg)
     exp = ExperimentConfig(arch, cfg.data, cfg.train, cfg.seed)
@@ -80,11 +83,11 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
     )
     probe = next(iter(run.loaders[0]))[0][:2]
     features = AncestryFeatures(ancestry)
-    sources = features(probe)
+    sources = _named_on_mismatch(f"the ancestry ({source})", features, probe)
     pairs = layer_pairs(num_layers, num_layers, spec.max_layer_distance)
     student = Student(net, {}, spec.feature_norm)
     with torch.no_grad():
-        student.net(probe)
+        _named_on_mismatch(f"the pseudo-descendant ({arch.name})", student.net, probe)
     targets = student.tap.take()
     student.regressors.update({f"{m}_{n}": Regressor(targets[n], sources[m]) for m, n in pairs})
     loss = MetaTransferLoss(features, MetaWeights(sources, pairs, spec.weight_activation), spec, run.task)
@@ -112,6 +115,16 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
     save_config(cfg, output_dir / "config.yaml")
     (output_dir / "weights.json").write_text(json.dumps(choice["weights"]))
     return learngene, choice
+
+
+def _named_on_mismatch(what: str, forward: Any, inputs: torch.Tensor) -> Any:
+    """`forward(inputs)`; a model that cannot run on the data is one ModelError naming `what`."""
+    try:
+        return forward(inputs)
+    except MISMATCH_ERRORS as exc:
+        raise ModelError(
+            f"{what} cannot run on a training batch (inputs {tuple(inputs.shape)}): {first_line(exc)}"
+        ) from None
 
 
 def format_scores(choice: dict[str, Any], prefixes: list[str]) -> str:

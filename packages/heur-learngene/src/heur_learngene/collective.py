@@ -5,6 +5,7 @@ every layer's change tracked; the steadiest late-stream layers become the learng
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from learngene_core.learngene.inherit import (
     width_kwargs,
 )
 from learngene_core.learngene.widen import widen_layer
+from learngene_core.metrics import read_metrics
 
 from .config import CollectiveConfig, StreamConfig
 from .criterion import rank_layers
@@ -52,8 +54,7 @@ def train_collective(
     run directory whose config.yaml rebuilds the widened model); return it, per-task records and the input shape.
     """
     output_dir = Path(output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()):
-        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    experiment.check_new_output_dir(output_dir, f"{COLLECTIVE_DIR}/{_task_dir(0)}")
     tasks = stream_tasks(cfg.stream)
     generator = torch.Generator().manual_seed(cfg.seed)
     model: nn.Module | None = None
@@ -78,7 +79,7 @@ def train_collective(
         task_cfg = ExperimentConfig(model_cfg, data, cfg.train, cfg.seed + t)
         tracker = LayerTracker(model)
         metrics = experiment.train(
-            task_cfg, output_dir / COLLECTIVE_DIR / f"task-{t:02d}", model=model, run=run,
+            task_cfg, output_dir / COLLECTIVE_DIR / _task_dir(t), model=model, run=run,
             metadata={"method": METHOD, "task": t, "classes": classes},
         )  # fmt: skip
         change = tracker.finish()
@@ -88,6 +89,10 @@ def train_collective(
             handle.write(json.dumps(record) + "\n")
         print(f"task {t} classes {classes}: test accuracy {metrics.get('accuracy', float('nan')):.3f}")
     return model, records, run.splits.input_shape
+
+
+def _task_dir(t: int) -> str:
+    return f"task-{t:02d}"
 
 
 def choose_learngene(
@@ -117,10 +122,33 @@ def run_collective(cfg: CollectiveConfig, output_dir: str | Path) -> tuple[Learn
     output_dir = Path(output_dir)
     model, records, input_shape = train_collective(cfg, output_dir)
     learngene, choice = choose_learngene(cfg, model, records, input_shape)
-    learngene.manifest["ancestry_run"] = str(output_dir / COLLECTIVE_DIR / f"task-{len(records) - 1:02d}")
+    learngene.manifest["ancestry_run"] = str(output_dir / COLLECTIVE_DIR / _task_dir(len(records) - 1))
     learngene.save(output_dir / LEARNGENE_DIR)
     save_config(cfg, output_dir / "config.yaml")
     return learngene, choice
+
+
+def read_stream(path: Path) -> list[dict[str, Any]]:
+    """The per-task records of a collective run's stream.jsonl, checked (a CheckpointError names the line)."""
+    records = read_metrics(path)
+    if not records:
+        raise CheckpointError(f"{path} records no finished task; rerun `heur-learngene collective`")
+    layers = records[0].get("update")
+    for number, record in enumerate(records, 1):
+        for key in ("update", "gradient"):
+            values = record.get(key)
+            if not (
+                isinstance(values, list)
+                and len(values) == len(layers if isinstance(layers, list) else [])
+                and values
+                and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+            ):
+                raise CheckpointError(
+                    f"{path}:{number}: '{key}' is not a list of finite numbers, one per layer"
+                )
+        if not isinstance(record.get("task"), int):
+            raise CheckpointError(f"{path}:{number}: 'task' is not an integer")
+    return records
 
 
 def rechoose(
@@ -135,8 +163,8 @@ def rechoose(
         if not path.is_file():
             raise CheckpointError(f"{path} not found: is {run_dir} a `heur-learngene collective` run?")
     cfg = load_config(config, overrides, CollectiveConfig)
-    records = [json.loads(line) for line in stream.read_text().splitlines() if line.strip()]
-    last = run_dir / COLLECTIVE_DIR / f"task-{len(records) - 1:02d}"
+    records = read_stream(stream)
+    last = run_dir / COLLECTIVE_DIR / _task_dir(len(records) - 1)
     model, _ = load_ancestry(AncestryConfig(run=str(last)), None, ())
     input_shape = tuple(read_metadata(last / "final")["input_shape"])
     learngene, choice = choose_learngene(cfg, model, records, input_shape, layers)

@@ -118,6 +118,23 @@ def is_unfinished_run(output_dir: str | Path, cfg: Any = None) -> bool:
     return isinstance(written, dict) and set(written) == set(to_dict(cfg))
 
 
+def check_new_output_dir(output_dir: str | Path, first_run: str) -> None:
+    """Refuse a non-empty `output_dir` of a command that trains the run directories under it in turn, starting
+    with `first_run` (a relative path), unless all it holds is that first run, stopped before its first
+    checkpoint: the command then starts over in place, as `train` does over an unfinished run."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise CheckpointError(f"output dir {output_dir} is a file, not a directory; choose another")
+    if not output_dir.is_dir() or not any(output_dir.iterdir()):
+        return
+    first = output_dir / first_run
+    outside = [
+        p for p in output_dir.rglob("*") if p not in first.parents and p != first and first not in p.parents
+    ]
+    if outside or not is_unfinished_run(first):
+        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+
+
 def _is_temp(entry: Path) -> bool:
     return entry.name.startswith(".") and entry.name.endswith(".tmp")
 

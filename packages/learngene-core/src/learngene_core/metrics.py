@@ -55,7 +55,8 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Read a metrics.jsonl file into a list of records (CheckpointError naming the line if one is broken).
+    """Read a metrics.jsonl (or any JSON-lines log) into a list of records (CheckpointError naming the line if
+    one is broken).
 
     A last line without its newline is what a killed write leaves behind: it is dropped, not an error.
     """
@@ -63,7 +64,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise CheckpointError(f"{path} is not UTF-8 text: not a metrics log") from None
+        raise CheckpointError(f"{path} is not UTF-8 text: not a JSON-lines log") from None
     lines = text.split("\n")
     if lines and lines[-1].strip():  # unterminated: a write was cut short
         lines = lines[:-1]

@@ -14,9 +14,9 @@ import torch
 
 from learngene_core import experiment
 from learngene_core.checkpoint import atomic_write_text, load_model_weights
-from learngene_core.config import from_dict
+from learngene_core.config import from_dict, read_yaml_file
 from learngene_core.distill import Distiller
-from learngene_core.errors import ConfigError
+from learngene_core.errors import CheckpointError, ConfigError
 from learngene_core.learngene import load_ancestry
 from learngene_core.models import count_parameters
 
@@ -134,9 +134,10 @@ def build_pool(
 
 
 def _run_config(directory: Path) -> dict:
-    import yaml
-
-    return yaml.safe_load((directory / experiment.CONFIG_NAME).read_text())
+    config = read_yaml_file(directory / experiment.CONFIG_NAME, CheckpointError)
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{directory / experiment.CONFIG_NAME} holds no YAML mapping")
+    return config
 
 
 def read_pool_manifest(directory: str | Path) -> dict[str, Any]:

@@ -32,13 +32,7 @@ def train_descendant(
     pool.config(cfg_id)  # a bad id fails before any work
     experiment.check_output_dir(output_dir, cfg, resume)
     run = experiment.prepare_run(cfg)
-    kwargs = manifest["instances"][0]["timm_kwargs"]
-    shape = (kwargs["in_chans"], kwargs["img_size"], kwargs["img_size"])
-    if tuple(run.splits.input_shape) != shape:
-        raise ConfigError(
-            f"data gives {tuple(run.splits.input_shape)} images but the pool's descendants take {shape} "
-            "(set data.image_size / data.channels)"
-        )
+    _check_input_shape(run, manifest)
     set_seed(cfg.seed)  # a fresh head (other classes) or a scratch twin from the config's seed
     model: StitchedViT = (
         pool.descendant(cfg_id) if init == "pool" else build_descendant(pool.descendant_spec(cfg_id))
@@ -54,14 +48,25 @@ def train_descendant(
     return metrics
 
 
+def _check_input_shape(run: experiment.Run, manifest: dict) -> None:
+    kwargs = manifest["instances"][0]["timm_kwargs"]
+    shape = (kwargs["in_chans"], kwargs["img_size"], kwargs["img_size"])
+    if tuple(run.splits.input_shape) != shape:
+        raise ConfigError(
+            f"data gives {tuple(run.splits.input_shape)} images but the pool's descendants take {shape} "
+            "(set data.image_size / data.channels)"
+        )
+
+
 @torch.no_grad()
 def evaluate_descendants(
     cfg: ExperimentConfig, pool_dir: str | Path, cfg_ids: list[int] | None = None, split: str = "test"
 ) -> list[dict[str, float]]:
     """Loss and accuracy of pool descendants as they are (no fine-tuning) on a split of the config's data."""
-    pool, _ = load_pool(pool_dir)
+    pool, manifest = load_pool(pool_dir)
     ids = [pool.config(i).id for i in cfg_ids] if cfg_ids is not None else [c.id for c in pool.configs]
     run = experiment.prepare_run(cfg)
+    _check_input_shape(run, manifest)
     classes = pool.instance_kwargs[0]["num_classes"]
     if run.splits.num_classes != classes:
         raise ConfigError(

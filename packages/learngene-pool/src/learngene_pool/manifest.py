@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from learngene_core.checkpoint import read_json_file
 from learngene_core.errors import CheckpointError
 
 
@@ -18,12 +18,9 @@ def read_manifest(
     path = directory / name
     if not path.is_file():
         raise CheckpointError(f"{directory} is not {what}: no {name} ({hint})")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != fmt or manifest.get("version") != version:
-        found = manifest if isinstance(manifest, dict) else {}
+    manifest = read_json_file(path)
+    if manifest.get("format") != fmt or manifest.get("version") != version:
+        found = manifest
         raise CheckpointError(
             f"{path} is format {found.get('format')!r} version {found.get('version')!r}; "
             f"this learngene-pool reads {fmt!r} version {version}"

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checkpoint import atomic_write_text
+from ..checkpoint import atomic_write_text, read_json_file
 from ..errors import DataError
 from .split import TaskSplit
 from .stream import PARTS, TaskStream
@@ -72,10 +72,4 @@ def check_manifest(stream: TaskStream, path: str | Path) -> None:
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise DataError(f"split manifest {path} not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return data
+    return read_json_file(path, DataError)
