@@ -162,28 +162,24 @@ def results(tmp_path_factory, ancestry_dir, narrow_dir, wide_dir, pool_dir):
     )
     bad_meta = _copy_with(ancestry_dir, tmp / "bad-meta", {"final/metadata.json": b"{"})
     quick = ["train.max_steps=2", "train.progress=false"]
-    distill = ["distill", "--config", "tiny-aux-narrow", *quick, "--output-dir"]
-    train = [
-        "train",
-        "--pool",
-        str(pool_dir),
-        "--config-id",
-        "1",
-        "--config",
-        "tiny-train",
-        *quick,
-        "--output-dir",
-    ]
+
+    def distill(out: str, *overrides: str) -> list[str]:
+        return ["distill", "--config", "tiny-aux-narrow", "--output-dir", str(tmp / out), *quick, *overrides]
+
+    def train(out: str, *overrides: str) -> list[str]:
+        pool = ["--pool", str(pool_dir), "--config-id", "1"]
+        return ["train", *pool, "--config", "tiny-train", "--output-dir", str(tmp / out), *quick, *overrides]
+
     cases = {
-        "ancestry trained on other images": ([*distill, str(tmp / "d1"), f"ancestry.run={ancestry_dir}", "data.image_size=32"], "the teacher (VisionTransformer) cannot run on a training batch (inputs (2, 1, 32, 32))"),
-        "aux patch larger than the image": ([*distill, str(tmp / "d2"), f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"], "the student (VisionTransformer) cannot run on a training batch"),
-        "truncated ancestry metadata.json": ([*distill, str(tmp / "d3"), f"ancestry.run={bad_meta}"], "metadata.json is not valid JSON"),
+        "ancestry trained on other images": (distill("d1", f"ancestry.run={ancestry_dir}", "data.image_size=32"), "the teacher (VisionTransformer) cannot run on a training batch (inputs (2, 1, 32, 32))"),
+        "aux patch larger than the image": (distill("d2", f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"), "the student (VisionTransformer) cannot run on a training batch"),
+        "truncated ancestry metadata.json": (distill("d3", f"ancestry.run={bad_meta}"), "metadata.json is not valid JSON"),
         "non-UTF-8 aux.json": (["build", "--config", "tiny-build", "--output-dir", str(tmp / "b1"), f"aux=[{latin_aux},{wide_dir}]"], "aux.json is not UTF-8"),
         "truncated pool.json": (["list", "--pool", str(truncated_pool)], "pool.json is not valid JSON"),
         "corrupt pool weights": (["init", "--pool", str(garbage_pool), "--config-id", "1", "--output-dir", str(tmp / "i1")], "model.safetensors"),
         "eval on images of another size": (["eval", "--pool", str(pool_dir), "data.image_size=32"], "the pool's descendants take (1, 16, 16)"),
-        "lr=.nan": ([*train, str(tmp / "t1"), "train.lr=.nan"], "'train.lr' must be a finite number"),
-        "NaN loss": ([*train, str(tmp / "t2"), "train.lr=1e30"], "loss became nan"),
+        "lr=.nan": (train("t1", "train.lr=.nan"), "'train.lr' must be a finite number"),
+        "NaN loss": (train("t2", "train.lr=1e30"), "loss became nan"),
     }  # fmt: skip
     return run_named_console_cases("learngene_pool.cli", cases)
 
