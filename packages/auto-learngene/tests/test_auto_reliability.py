@@ -7,7 +7,6 @@ side files, shape mismatches, hostile/corrupt files, non-finite values, unknown 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from auto_learngene.cli import main
 from learngene_core.testing import (
     assert_one_error_line,
     assert_probe_changes_nothing,
+    copy_with,
     one_error_line,
     run_named_console_cases,
 )
@@ -67,21 +67,14 @@ def test_descendant_trains_from_the_learngene(condensed_dir, tmp_path):
 # ------------------------------------------------------------------------ the issue-17 categories, in one interpreter
 
 
-def _copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
-    shutil.copytree(source, target)
-    for rel, data in files.items():
-        (target / rel).write_bytes(data)
-    return target
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, ancestry_dir, condensed_dir):
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "a-file").write_text("x")
-    latin = _copy_with(ancestry_dir, tmp / "latin", {"config.yaml": b"model:\n  name: caf\xe9\n"})
-    no_shape = _copy_with(ancestry_dir, tmp / "no-shape", {"final/metadata.json": b"{}"})
-    garbage = _copy_with(ancestry_dir, tmp / "garbage", {"final/model.safetensors": b"\x80\x02garbage" * 10})
-    truncated = _copy_with(condensed_dir / "learngene", tmp / "truncated", {"manifest.json": b'{"meth'})
+    latin = copy_with(ancestry_dir, tmp / "latin", {"config.yaml": b"model:\n  name: caf\xe9\n"})
+    no_shape = copy_with(ancestry_dir, tmp / "no-shape", {"final/metadata.json": b"{}"})
+    garbage = copy_with(ancestry_dir, tmp / "garbage", {"final/model.safetensors": b"\x80\x02garbage" * 10})
+    truncated = copy_with(condensed_dir / "learngene", tmp / "truncated", {"manifest.json": b'{"meth'})
     quick = ["train.max_steps=2", "train.progress=false"]
 
     def condense(out: str, ancestry: Path = ancestry_dir, *overrides: str) -> list[str]:

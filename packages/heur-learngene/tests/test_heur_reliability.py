@@ -5,7 +5,6 @@ nothing written. The first cases run the installed script, one process each; the
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from heur_learngene.cli import main
-from learngene_core.testing import assert_one_error_line, one_error_line, run_named_console_cases
+from learngene_core.testing import assert_one_error_line, copy_with, one_error_line, run_named_console_cases
 
 
 def cli(*argv) -> tuple[int, str]:
@@ -68,24 +67,17 @@ def test_existing_learngene_output_is_left_untouched(collective_dir, tmp_path):
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
 
 
-def _copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
-    shutil.copytree(source, target)
-    for rel, data in files.items():
-        (target / rel).write_bytes(data)
-    return target
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, collective_dir):
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "a-file").write_text("x")
     stream = {
-        "truncated": _copy_with(collective_dir, tmp / "truncated", {"stream.jsonl": b'{"task": 0, "upd\n'}),
-        "latin1": _copy_with(collective_dir, tmp / "latin1", {"stream.jsonl": b"\xe9\n"}),
-        "no-scores": _copy_with(collective_dir, tmp / "no-scores", {"stream.jsonl": b'{"task": 0}\n'}),
+        "truncated": copy_with(collective_dir, tmp / "truncated", {"stream.jsonl": b'{"task": 0, "upd\n'}),
+        "latin1": copy_with(collective_dir, tmp / "latin1", {"stream.jsonl": b"\xe9\n"}),
+        "no-scores": copy_with(collective_dir, tmp / "no-scores", {"stream.jsonl": b'{"task": 0}\n'}),
     }
-    latin_config = _copy_with(collective_dir, tmp / "latin-config", {"config.yaml": b"seed: caf\xe9\n"})
-    garbage = _copy_with(
+    latin_config = copy_with(collective_dir, tmp / "latin-config", {"config.yaml": b"seed: caf\xe9\n"})
+    garbage = copy_with(
         collective_dir / "learngene", tmp / "garbage-lg", {"learngene.safetensors": b"\x80\x02garbage" * 10}
     )
     quick = ["train.max_steps=2", "train.progress=false"]

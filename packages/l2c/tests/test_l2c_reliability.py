@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from learngene_core.testing import assert_one_error_line, one_error_line, run_named_console_cases
+from learngene_core.testing import assert_one_error_line, copy_with, one_error_line, run_named_console_cases
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -65,16 +64,14 @@ def results(tmp_path_factory):
         main(["train-selector", "--config", "tiny", "--output-dir", str(stopped), "selector.train.lr=1e30"])
         == 2
     )
-    runs = {}
-    for name, files in {
-        "latin-split": {"split.json": b"\xe9"},
-        "truncated-split": {"split.json": b'{"order": [1,'},
-        "latin-config": {"config.yaml": b"seed: caf\xe9\n"},
-    }.items():
-        runs[name] = tmp / name
-        shutil.copytree(stopped, runs[name])
-        for rel, data in files.items():
-            (runs[name] / rel).write_bytes(data)
+    runs = {
+        name: copy_with(stopped, tmp / name, files)
+        for name, files in {
+            "latin-split": {"split.json": b"\xe9"},
+            "truncated-split": {"split.json": b'{"order": [1,'},
+            "latin-config": {"config.yaml": b"seed: caf\xe9\n"},
+        }.items()
+    }
     selector = ["train-selector", "--config", "tiny", "--output-dir"]
     cases = {
         "output dir is a file": ([*selector, str(tmp / "a-file")], "a-file"),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from learngene_core.testing import assert_one_error_line, one_error_line, run_named_console_cases
+from learngene_core.testing import assert_one_error_line, copy_with, one_error_line, run_named_console_cases
 from learngene_pool.cli import main
 
 
@@ -145,22 +145,15 @@ def test_missing_pool_and_aux_directories_are_named(capsys, tmp_path, narrow_dir
     assert_one_line(code, err, str(tmp_path), "aux.json")
 
 
-def _copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
-    shutil.copytree(source, target)
-    for rel, data in files.items():
-        (target / rel).write_bytes(data)
-    return target
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, ancestry_dir, narrow_dir, wide_dir, pool_dir):
     tmp = tmp_path_factory.mktemp("bad")
-    latin_aux = _copy_with(narrow_dir, tmp / "latin-aux", {"aux.json": b'{"format": "caf\xe9"}'})
-    truncated_pool = _copy_with(pool_dir, tmp / "truncated-pool", {"pool.json": b'{"format": "learn'})
-    garbage_pool = _copy_with(
+    latin_aux = copy_with(narrow_dir, tmp / "latin-aux", {"aux.json": b'{"format": "caf\xe9"}'})
+    truncated_pool = copy_with(pool_dir, tmp / "truncated-pool", {"pool.json": b'{"format": "learn'})
+    garbage_pool = copy_with(
         pool_dir, tmp / "garbage-pool", {"final/model.safetensors": b"\x80\x02garbage" * 10}
     )
-    bad_meta = _copy_with(ancestry_dir, tmp / "bad-meta", {"final/metadata.json": b"{"})
+    bad_meta = copy_with(ancestry_dir, tmp / "bad-meta", {"final/metadata.json": b"{"})
     quick = ["train.max_steps=2", "train.progress=false"]
 
     def distill(out: str, *overrides: str) -> list[str]:

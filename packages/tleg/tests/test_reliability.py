@@ -55,7 +55,7 @@ def results(tmp_path_factory, ancestry_dir):
         "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "extract into a file": ([*extract, str(tmp / "a-file"), f"ancestry.run={ancestry}"], "a-file is a file"),
         "ancestry trained on other images": ([*extract, str(tmp / "lg3"), f"ancestry.run={ancestry_dir}", "data.image_size=32"], "the teacher (VisionTransformer) cannot run on a training batch (inputs (2, 1, 32, 32))"),
-        "aux patch larger than the image": ([*extract, str(tmp / "lg4"), f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"], "the model (AuxNet) cannot run on a training batch (inputs (2, 1, 16, 16))"),
+        "aux patch larger than the image": ([*extract, str(tmp / "lg4"), f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"], "the student (AuxNet) cannot run on a training batch (inputs (2, 1, 16, 16))"),
     }  # fmt: skip
     return run_named_console_cases("tleg.cli", cases)
 

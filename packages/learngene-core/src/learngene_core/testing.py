@@ -284,6 +284,17 @@ def run_named_console_cases(
     return {name: (result, culprit) for (name, (_, culprit)), result in zip(cases.items(), found)}
 
 
+def copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
+    """A copy of directory `source` at `target` with `files` (relative path -> bytes) overwritten: a run or
+    learngene directory with a corrupt or hostile side file, for bad-input tables."""
+    import shutil
+
+    shutil.copytree(source, target)
+    for rel, data in files.items():
+        (target / rel).write_bytes(data)
+    return target
+
+
 def assert_one_error_line(code: int | str, stderr: str, prog: str, *culprits: str) -> str:
     """A bad input's contract: exit code 2 and one `prog: error: ...` line on stderr (no traceback, nothing
     else) that names every one of `culprits`; returns the line."""
