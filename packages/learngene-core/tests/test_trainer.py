@@ -81,7 +81,9 @@ def test_gradients_left_on_the_model_do_not_join_the_first_step(tmp_path, tiny_l
         param.grad = torch.ones_like(param)
     for name, model in (("clean", clean), ("stale", stale)):
         make_trainer(tmp_path / name, tiny_loaders(), model, config(epochs=1)).fit()
-    assert all(torch.equal(a, b) for a, b in zip(weights(clean).values(), weights(stale).values(), strict=True))
+    assert all(
+        torch.equal(a, b) for a, b in zip(weights(clean).values(), weights(stale).values(), strict=True)
+    )
 
 
 def test_outputs_and_metric_records_after_fit(tmp_path, tiny_loaders, tiny_mlp):
