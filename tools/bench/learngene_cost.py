@@ -200,11 +200,11 @@ def run_seed(
     return out
 
 
-def best_lr_of(scratch: dict) -> str:
-    """Scratch's best rate and the range its sweep tried, `*` when the best is still at an edge of that range."""
-    tried = sorted(float(lr) for lr in scratch["plateau_by_lr"])
-    edge = "*" if scratch.get("best_at_edge") else ""
-    return f"{scratch['best_lr']:g}{edge} (of {tried[0]:g}..{tried[-1]:g})"
+def best_lrs_of(scratches: list[dict]) -> str:
+    """Scratch's best rate per seed (`*`: still at an edge of its sweep) and the range the sweeps tried."""
+    tried = [float(lr) for scratch in scratches for lr in scratch["plateau_by_lr"]]
+    best = ", ".join(f"{s['best_lr']:g}{'*' if s.get('best_at_edge') else ''}" for s in scratches)
+    return f"{best} (tried {min(tried):g}..{max(tried):g})"
 
 
 def ratios_of(result: dict, name: str, depths: list[int]):
@@ -255,7 +255,7 @@ def report(results: list[dict], depths: list[int], settings: list[str]) -> dict:
                 ratio = [None if s is None else s / c for s, c in zip(steps, sc_steps)]
                 first = statistics.mean(r[name]["first_eval"] for r in rows)
                 first_sc = statistics.mean(r["scratch"]["curve"][0][1] for r in rows)
-                print(f"| {d} | {', '.join(best_lr_of(r['scratch']) for r in rows)} "
+                print(f"| {d} | {best_lrs_of([r['scratch'] for r in rows])} "
                       f"| {mean_spread([r['scratch']['plateau'] for r in rows])} | {mean_spread(sc_steps)} "
                       f"| {name} | {mean_spread(steps)} | {mean_spread(ratio)} | {first:.3f} / {first_sc:.3f} "
                       f"| {mean_spread([r[name]['test'] for r in rows])} / "
