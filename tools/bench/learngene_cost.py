@@ -5,7 +5,7 @@
 
 Two settings on scikit-learn's digits (16x16, ViTs of width 64, 4 heads, patch 4):
   same-task  the papers' ImageNet setting: the ancestry (a 6-layer ViT, not charged) learns all 10 classes
-             from 50 images each; the TLEG and SWS aux nets are distilled from it on the same 500 images
+             from 50 images each (--per-class); the TLEG and SWS aux nets are distilled from it on the same images
              (charged: their steps, with the ancestry's forward); descendants train on them again (the aux head
              is copied, as the reference does). Validation split 20% (359 images), evaluated every 8 steps.
   transfer   today's low-data setting: ancestry and aux nets on digits 0-4; descendants learn digits 5-9
@@ -41,8 +41,8 @@ SETTINGS = {
     # epochs = 4x a base budget: the transfer preset's 10 epochs (4 steps each); 5 epochs (8 steps) same-task
     "transfer": ([], [], 4, 25, 40),
     "same-task": (
-        ["data.classes=null", "data.samples_per_class=50", "data.batch_size=64"],
-        ["data.classes=null", "data.samples_per_class=50"],
+        ["data.classes=null", "data.samples_per_class={per_class}", "data.batch_size=64"],
+        ["data.classes=null", "data.samples_per_class={per_class}"],
         8,
         64,
         20,
@@ -89,6 +89,7 @@ def run_seed(
     settings: list[str],
     smoke: bool = False,
     max_extensions: int = 2,
+    per_class: int = 50,
 ) -> dict:
     """Everything of one seed: per setting, the aux nets, scratch's sweep and the learngene descendants."""
     _threads()
@@ -113,6 +114,9 @@ def run_seed(
     with tempfile.TemporaryDirectory() as tmp:
         for setting in settings:
             desc_data, extract_data, eval_every, batch, epochs = SETTINGS[setting]
+            desc_data, extract_data = (
+                [o.format(per_class=per_class) for o in overrides] for overrides in (desc_data, extract_data)
+            )
             epochs = 1 if smoke else epochs
             prepare = ["train.epochs=1"] if smoke else []  # ancestry and aux nets: their presets' epochs
             work = Path(tmp) / setting
@@ -346,6 +350,9 @@ def main() -> None:
         help="points the sweep may add past an edge of the grid while its best rate is there",
     )
     parser.add_argument("--settings", default="transfer,same-task")
+    parser.add_argument(
+        "--per-class", type=int, default=50, help="same-task training images per class (at most about 108)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="seeds run in parallel (each on one thread)")
     parser.add_argument(
         "--smoke", action="store_true", help="one epoch everywhere: checks the script end to end"
@@ -368,7 +375,9 @@ def main() -> None:
         results = []
         with ProcessPoolExecutor(args.workers) as pool:
             jobs = [
-                pool.submit(run_seed, seed, depths, lrs, settings, args.smoke, args.max_extensions)
+                pool.submit(
+                    run_seed, seed, depths, lrs, settings, args.smoke, args.max_extensions, args.per_class
+                )
                 for seed in seeds
             ]
             for job in as_completed(jobs):
