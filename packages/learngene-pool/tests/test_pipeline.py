@@ -4,6 +4,9 @@ are what the README says, and fine-tuning resumes like every core run."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -61,6 +64,25 @@ def test_list_counts_flops_with_torch_and_sorts_by_parameters(pool_dir, tmp_path
     assert next(r for r in rows if r["id"] == 1)["flops"] == counter.get_total_flops() > 0
     out = capsys.readouterr().out
     assert "instance 0 alone" in out and "stitch" in out
+
+
+def test_list_reads_the_rows_build_counted_without_torch_and_counts_them_for_an_older_pool(
+    pool_dir, tmp_path
+):
+    probe = (
+        "import sys; from learngene_pool.cli import main; main(['list', '--pool', sys.argv[1]]); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(pool_dir)], capture_output=True, text=True)
+    listed, heavy = result.stdout.rsplit("\n", 2)[:2]
+    assert result.returncode == 0 and heavy == "[]", result.stderr
+    older = tmp_path / "older"
+    shutil.copytree(pool_dir, older)
+    manifest = json.loads((older / "pool.json").read_text())
+    del manifest["descendants"]  # as build wrote it before it recorded them
+    (older / "pool.json").write_text(json.dumps(manifest))
+    counted = subprocess.run([sys.executable, "-c", probe, str(older)], capture_output=True, text=True)
+    assert counted.stdout.rsplit("\n", 2)[0] == listed
 
 
 def test_fine_tuning_a_descendant_is_a_core_run_that_resumes(pool_dir, tmp_path):

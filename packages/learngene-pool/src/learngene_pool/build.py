@@ -1,12 +1,14 @@
 """Stage 2: order the auxiliary models' blocks by width into a pool, add stitch layers, train it one config per step.
 
 A pool directory is the build's run directory (config.yaml, metrics, best/, final/ = the pool's weights) plus
-`pool.json` (format version, instances with their timm kwargs, every config, the ancestry's fingerprint).
+`pool.json` (format version, instances with their timm kwargs, every config, the ancestry's fingerprint, and every
+descendant's parameters and FLOPs, which `list` prints without importing torch).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,11 @@ from learngene_core.models import count_parameters
 
 from .aux import mean_block_projection, read_aux
 from .config import AuxConfig, BuildConfig
-from .manifest import read_manifest
+from .listing import list_descendants
+from .manifest import POOL_FORMAT, POOL_NAME, POOL_VERSION, read_pool_manifest
 from .pool import LearngenePool
 from .stitch_init import init_lstsq, init_ours
 
-POOL_NAME = "pool.json"
-POOL_FORMAT = "learngene-pool"
-POOL_VERSION = 1
 SHARED_GEOMETRY = ("img_size", "in_chans", "patch_size", "class_token", "global_pool", "num_classes")
 
 
@@ -129,6 +129,8 @@ def build_pool(
     metrics = experiment.train(
         cfg, output_dir, resume=resume, model=pool, run=run, metadata={"method": "learngene-pool"}, **hooks
     )
+    # every descendant's parameters and FLOPs, so `list` prints them without torch
+    manifest["descendants"] = [asdict(row) for row in list_descendants(pool)]
     atomic_write_text(output_dir / POOL_NAME, json.dumps(manifest, indent=2))
     return manifest, metrics
 
@@ -138,12 +140,6 @@ def _run_config(directory: Path) -> dict:
     if not isinstance(config, dict):
         raise CheckpointError(f"{directory / experiment.CONFIG_NAME} holds no YAML mapping")
     return config
-
-
-def read_pool_manifest(directory: str | Path) -> dict[str, Any]:
-    return read_manifest(
-        directory, POOL_NAME, POOL_FORMAT, POOL_VERSION, "a learngene pool", "write one with `build`"
-    )
 
 
 def load_pool(directory: str | Path, weights: str = "final") -> tuple[LearngenePool, dict[str, Any]]:

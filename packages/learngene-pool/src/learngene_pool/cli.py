@@ -153,16 +153,23 @@ def _list(args) -> None:
             raise ConfigError("list --json writes a pool's descendants: give --pool DIR too")
         print(format_presets(PACKAGE))
         return
-    from .build import load_pool
-    from .listing import list_descendants
+    from .manifest import read_pool_manifest
 
-    pool, _ = load_pool(args.pool)
-    rows = list_descendants(pool)
+    rows = read_pool_manifest(args.pool).get("descendants")  # counted by build, so no torch here
+    if rows is None:  # a pool.json written before build recorded them: count them now
+        from dataclasses import asdict
+
+        from .build import load_pool
+        from .listing import list_descendants
+
+        rows = [asdict(row) for row in list_descendants(load_pool(args.pool)[0])]
     print(f"{'id':>4}  {'depth':>5}  {'parameters':>12}  {'GFLOPs':>9}  descendant")
     for r in rows:
-        print(f"{r.id:>4}  {r.depth:>5}  {r.parameters:>12,}  {r.flops / 1e9:>9.4f}  {r.description}")
+        print(
+            f"{r['id']:>4}  {r['depth']:>5}  {r['parameters']:>12,}  {r['flops'] / 1e9:>9.4f}  {r['description']}"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps([r.__dict__ for r in rows], indent=2))
+        Path(args.json).write_text(json.dumps(rows, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,10 @@ from typing import Any
 from learngene_core.checkpoint import read_json_file
 from learngene_core.errors import CheckpointError
 
+POOL_NAME = "pool.json"
+POOL_FORMAT = "learngene-pool"
+POOL_VERSION = 1
+
 
 def read_manifest(
     directory: str | Path, name: str, fmt: str, version: int, what: str, hint: str
@@ -26,3 +30,10 @@ def read_manifest(
             f"this learngene-pool reads {fmt!r} version {version}"
         )
     return manifest
+
+
+def read_pool_manifest(directory: str | Path) -> dict[str, Any]:
+    """The `pool.json` of a pool directory written by `build`."""
+    return read_manifest(
+        directory, POOL_NAME, POOL_FORMAT, POOL_VERSION, "a learngene pool", "write one with `build`"
+    )
