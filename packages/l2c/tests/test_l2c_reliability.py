@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from learngene_core.testing import assert_one_error_line, copy_with, one_error_line, run_named_console_cases
 
@@ -52,6 +53,11 @@ def test_help_lists_the_verbs():
 # ------------------------------------------------------------------------ the issue-17 categories, in one interpreter
 
 
+class Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     from l2c.cli import main
@@ -59,6 +65,7 @@ def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     (tmp / "a-file").write_text("x")
     (tmp / "garbage.safetensors").write_bytes(b"\x80\x02garbage" * 10)
+    torch.save({"w": Evil()}, tmp / "evil.pt")
     stopped = tmp / "stopped"  # a run stopped by a NaN loss: config.yaml and split.json written
     assert (
         main(["train-selector", "--config", "tiny", "--output-dir", str(stopped), "selector.train.lr=1e30"])
@@ -79,6 +86,7 @@ def results(tmp_path_factory):
         "truncated split.json": (["train-experts", "--run", str(runs["truncated-split"])], "split.json is not valid JSON"),
         "non-UTF-8 run config": (["train-experts", "--run", str(runs["latin-config"])], "config.yaml: not UTF-8"),
         "corrupt backbone weights": ([*selector, str(tmp / "s1"), f"model.checkpoint={tmp / 'garbage.safetensors'}"], "garbage.safetensors"),
+        "hostile .pt backbone": ([*selector, str(tmp / "s4"), f"model.checkpoint={tmp / 'evil.pt'}"], "refused"),
         "lr=.nan": ([*selector, str(tmp / "s2"), "selector.train.lr=.nan"], "'selector.train.lr' must be a finite number"),
         "NaN loss": ([*selector, str(tmp / "s3"), "selector.train.lr=1e30"], "loss became nan"),
     }  # fmt: skip
@@ -93,6 +101,7 @@ def results(tmp_path_factory):
         "truncated split.json",
         "non-UTF-8 run config",
         "corrupt backbone weights",
+        "hostile .pt backbone",
         "lr=.nan",
         "NaN loss",
     ],
@@ -100,3 +109,4 @@ def results(tmp_path_factory):
 def test_bad_input_is_one_error_line_with_exit_code_2_in_one_interpreter(results, case):
     result, culprit = results[case]
     one_error_line(result, "l2c", culprit)
+    assert "this must never run" not in result["stdout"] + result["stderr"]
