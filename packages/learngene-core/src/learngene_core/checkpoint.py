@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .config import read_json_file
 from .errors import CheckpointError
 
 WEIGHTS_NAME = "model.safetensors"
@@ -281,20 +282,6 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"no {METADATA_NAME} in {directory}: not a checkpoint directory")
     return read_json_file(path)
-
-
-def read_json_file(path: str | Path, error: type[Exception] = CheckpointError) -> dict[str, Any]:
-    """A JSON object from a side file (metadata, manifest, adapter config); `error` naming the file otherwise."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise error(f"{path} is not UTF-8 text: not a JSON file") from None
-    except json.JSONDecodeError as exc:
-        raise error(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); is it truncated?") from None
-    if not isinstance(data, dict):
-        raise error(f"{path} holds a JSON {type(data).__name__}, not an object")
-    return data
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ and reuse the same loader.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -19,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .registry import did_you_mean
 
 C = TypeVar("C")
@@ -332,6 +333,20 @@ def read_utf8(path: Path, error: type[Exception] = ConfigError) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def read_json_file(path: str | Path, error: type[Exception] = CheckpointError) -> dict[str, Any]:
+    """A JSON object from a side file (metadata, manifest, adapter config); `error` naming the file otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text: not a JSON file") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); is it truncated?") from None
+    if not isinstance(data, dict):
+        raise error(f"{path} holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 def read_yaml_file(path: Path, error: type[Exception] = ConfigError) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from learngene_core.checkpoint import read_json_file
+from learngene_core.config import read_json_file
 from learngene_core.errors import CheckpointError
 
 POOL_NAME = "pool.json"
