@@ -2,7 +2,7 @@
 
     python tools/bench/nino_speedup.py [--tasks cnn-digits-32,...] [--seeds 100,101,102] [--steps 2000]
         [--eval-every 20] [--published nino-no-posw] [--json out.json] [--plot curves.png]
-    python tools/bench/nino_speedup.py --table out.json        # print the table of a saved run again
+    python tools/bench/nino_speedup.py --table a.json,b.json   # one table of saved runs (also --plot)
 
 Tasks: the held-out tasks of the shipped checkpoint (collect-cpu meta-trained on cnn-digits-16 / cnn-synth-16 /
 mlp-digits, seeds 0-3; here seeds 100+, and 32-64-64 widths) plus the paper's own shapes: the FM-16 conv net
@@ -188,10 +188,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the results here (rewritten after every task)")
     parser.add_argument("--plot", default=None, help="validation curves of the first seed of every task")
-    parser.add_argument("--table", default=None, help="only print the table of this saved JSON")
+    parser.add_argument("--table", default=None, help="only print the table of these saved JSONs (a,b,...)")
     args = parser.parse_args()
-    if args.table:
-        print_table(json.loads(Path(args.table).read_text()))
+    if args.table:  # saved runs (e.g. one per task, run in parallel): their rows in one table
+        payloads = [json.loads(Path(path).read_text()) for path in args.table.split(",")]
+        merged = {**payloads[0], "rows": [row for p in payloads for row in p["rows"]]}
+        merged["seeds"] = sorted({seed for p in payloads for seed in p["seeds"]})
+        print_table(merged)
+        if args.plot:
+            plot(merged, Path(args.plot))
         return
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
