@@ -81,7 +81,7 @@ def results(tmp_path_factory):
     }
     selector = ["train-selector", "--config", "tiny", "--output-dir"]
     cases = {
-        "output dir is a file": ([*selector, str(tmp / "a-file")], "a-file"),
+        "output dir is a file": ([*selector, str(tmp / "a-file")], "a-file is a file"),
         "non-UTF-8 split.json": (["train-experts", "--run", str(runs["latin-split"])], "split.json is not UTF-8"),
         "truncated split.json": (["train-experts", "--run", str(runs["truncated-split"])], "split.json is not valid JSON"),
         "non-UTF-8 run config": (["train-experts", "--run", str(runs["latin-config"])], "config.yaml: not UTF-8"),

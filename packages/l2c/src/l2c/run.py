@@ -62,6 +62,8 @@ def start_run(cfg: L2CConfig, out: Path, log: Log, topk: int | None = None, resu
     """Check `out` (new, a stopped run to continue with `resume`, or one with no checkpoint yet, started over),
     build data and backbone, warn about pre-training overlap, write config + split (kept when continuing)."""
     continuing = resume and (out / SPLIT).is_file()
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output dir {out} is a file, not a directory; choose another --output-dir")
     if resume:
         check_output_dir(out, cfg, resume=True)  # the run's own config, or nothing written yet
     elif out.is_dir() and any(out.iterdir()) and not stopped_before_first_checkpoint(out, cfg):
