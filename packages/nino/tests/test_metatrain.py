@@ -136,3 +136,16 @@ def test_kept_checkpoints_are_the_states_at_their_steps(tmp_path, trajectory_dir
     flat = lambda path: torch.cat([p.flatten() for p in load_nino(path).parameters()])  # noqa: E731
     assert torch.equal(flat(kept[1]), flat(final))
     assert not torch.equal(flat(kept[0]), flat(final))  # step 2's weights, not a copy of the last
+
+
+def test_state_stride_meta_trains_on_every_nth_snapshot_and_records_that_spacing(tmp_path, trajectory_dir):
+    base = dict(TINY, steps=1, checkpoint_every=1, log_every=1)
+    strided = load_nino(metatrain(MetatrainConfig(**base, state_stride=2), trajectory_dir, tmp_path / "a"))
+    assert (
+        strided.snapshot_every
+        == 2 * load_nino(metatrain(MetatrainConfig(**base), trajectory_dir, tmp_path / "b")).snapshot_every
+        == 20
+    )
+    # 21 snapshots at stride 4 leave 6 states, fewer than a window's 5 + 5 + 1: refused, naming the need
+    with pytest.raises(DataError, match="needs"):
+        metatrain(MetatrainConfig(**base, state_stride=4), trajectory_dir, tmp_path / "c")

@@ -53,6 +53,7 @@ class MetatrainConfig:
     trajectories_per_batch: int = 4
     windows_per_trajectory: int = 4
     min_future: int = 10  # windows need at least this many future states (paper: min(40, 2c))
+    state_stride: int = 1  # use every n-th stored snapshot: meta-train at n x the collection's step spacing
     global_norm: bool = False  # normalise LM trajectories with one global mu/sigma (the reference's quirk)
     vocab_sample: int = 1000  # keep this many embedding rows of large-vocabulary LMs (sorted random subset)
     lpe_sign_flip: bool = True  # random +-1 per eigenvector, one draw per trajectory
@@ -66,7 +67,8 @@ class MetatrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("hid", "layers", "ctx", "horizon", "max_feat_size", "steps", "trajectories_per_batch",
-                     "windows_per_trajectory", "min_future", "vocab_sample", "log_every", "checkpoint_every"):  # fmt: skip
+                     "windows_per_trajectory", "min_future", "state_stride", "vocab_sample", "log_every",
+                     "checkpoint_every"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.lr > 0 or not self.grad_clip > 0 or self.weight_decay < 0 or self.min_lr < 0:
@@ -254,6 +256,8 @@ def metatrain(
     if output_dir.is_dir() and any(output_dir.iterdir()):
         raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
     dataset = open_dataset(data_dir)
+    for trajectory in dataset.trajectories:
+        trajectory.stride *= cfg.state_stride
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
     sampler = WindowSampler(dataset, cfg, rng)
