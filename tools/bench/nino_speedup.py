@@ -4,11 +4,11 @@
         [--eval-every 20] [--published nino-no-posw] [--json out.json] [--plot curves.png]
     python tools/bench/nino_speedup.py --table a.json,b.json   # one table of saved runs (also --plot)
 
-Tasks: the held-out tasks of the shipped checkpoint (collect-cpu meta-trained on cnn-digits-16 / cnn-synth-16 /
-mlp-digits, seeds 0-3; here seeds 100+, and 32-64-64 widths) plus the paper's own shapes: the FM-16 conv net
+Tasks: the held-out tasks of the shipped checkpoint (collect-cpu: 13 small tasks with cnn-digits-16 and
+mlp-digits among them, seeds 0-1; here seeds 100+, and 32-64-64 widths) plus the paper's own shapes: the FM-16 conv net
 on digits (`cnn-digits-16`) and a 3-layer GPT-2 of width 24 (`gpt2-3-24`) on the core's synthetic text. All
 arms share init and batch order per seed. Each NiNo arm runs at its checkpoint's own period (5 x the spacing of
-its meta-training states: 1000 for the published one, 100 for the shipped one) with the defaults of
+its meta-training states: 1000 for the published one, 200 for the shipped one) with the defaults of
 `nino train`: the delayed check (each jump is kept only if, half a snapshot interval later, its loss on a random
 held-out 1/12 of the training split is no higher than that of a shadow AdamW run from the pre-jump state on
 the same batches; otherwise the shadow replaces it).

@@ -57,10 +57,10 @@ def test_our_checkpoint_records_its_spacing_and_sets_the_period(tmp_path, caplog
     assert save_nino(net, tmp_path / "again.pt") and load_nino(tmp_path / "again.pt").snapshot_every == 20
 
 
-def test_shipped_checkpoint_is_used_every_100_steps_by_default():
-    assert load_nino(None).snapshot_every == 20
+def test_shipped_checkpoint_is_used_every_200_steps_by_default():
+    assert load_nino(None).snapshot_every == 40  # meta-trained on every 2nd snapshot of 20-step collections
     opt = NiNo(model=torch.nn.Linear(3, 2), max_steps=1000)
-    assert (opt.period, opt.snapshot_every) == (100, 20)
+    assert (opt.period, opt.snapshot_every) == (200, 40)
     assert TrainRunConfig().period is None  # `nino train` and the bench follow the checkpoint
 
 

@@ -99,7 +99,7 @@ BENCH_HELD_OUT = {"cnn-digits-32", "cnn-synth-32", "gpt2-3-24"}  # tools/bench/n
 
 
 def test_meta_training_data_and_validation_tasks_avoid_each_other_and_the_bench():
-    trained = set(load_config("collect-cpu-mixed", [], cls=CollectConfig, package="nino.configs").tasks)
+    trained = set(load_config("collect-cpu", [], cls=CollectConfig, package="nino.configs").tasks)
     assert len(trained) >= 12 and {"gpt2-tiny", "llama-1-24"} <= trained  # transformers among them
     assert not trained & set(VALIDATION_TASKS)
     assert not (trained | set(VALIDATION_TASKS)) & BENCH_HELD_OUT
