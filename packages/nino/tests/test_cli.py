@@ -117,13 +117,13 @@ def test_public_api_exports_resolve():
 
 def test_train_with_the_shipped_checkpoint_nowcasts_on_schedule(capsys, caplog, tmp_path):
     out = tmp_path / "n"
-    code, stdout, err = run(capsys, "train", "--config", "train-tiny", "--optimizer", "nino", "--output", out)
+    code, stdout, err = run(capsys, "train", "--config", "train-tiny", "--optimizer", "nino", "--output", out, "steps=240")
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
-    # the shipped checkpoint's period 100 (no spacing warning): one nowcast, checked 10 steps later
+    # the shipped checkpoint's period 200 (no spacing warning): one nowcast, checked 20 steps later
     assert "wrong unit" not in caplog.text
     [nowcast] = summary["nino"]["nowcasts"]
-    assert (nowcast["step"], nowcast["k"], nowcast["checked_at"]) == (100, 40, 110)
+    assert (nowcast["step"], nowcast["k"], nowcast["checked_at"]) == (200, 40, 220)
     assert (out / "loss.png").is_file()
 
 
