@@ -117,7 +117,9 @@ def test_public_api_exports_resolve():
 
 def test_train_with_the_shipped_checkpoint_nowcasts_on_schedule(capsys, caplog, tmp_path):
     out = tmp_path / "n"
-    code, stdout, err = run(capsys, "train", "--config", "train-tiny", "--optimizer", "nino", "--output", out, "steps=240")
+    code, stdout, err = run(
+        capsys, "train", "--config", "train-tiny", "--optimizer", "nino", "--output", out, "steps=240"
+    )
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     # the shipped checkpoint's period 200 (no spacing warning): one nowcast, checked 20 steps later
