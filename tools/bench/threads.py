@@ -98,6 +98,10 @@ def main() -> None:
         worker(args.steps)
         return
     for name in args.skip:
+        if name not in SETTINGS or name == DEFAULT:
+            parser.error(
+                f"--skip {name!r}: choose from {sorted(set(SETTINGS) - {DEFAULT})} (the goal check needs the default)"
+            )
         SETTINGS.pop(name)
 
     results = {c: {s: [] for s in SETTINGS} for c in CONDITIONS}
