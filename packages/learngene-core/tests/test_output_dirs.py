@@ -50,3 +50,16 @@ def test_a_file_is_refused_as_a_file(tmp_path):
     (tmp_path / "a-file").write_text("x")
     with pytest.raises(CheckpointError, match="a-file is a file, not a directory"):
         check_new_output_dir(tmp_path / "a-file", FIRST)
+
+
+def test_with_a_config_its_own_config_yaml_is_accepted_and_the_refusal_points_at_resume(tmp_path):
+    from learngene_core.config import TrainConfig, save_config
+
+    _stopped_first_run(tmp_path)
+    save_config(TrainConfig(), tmp_path / "config.yaml")
+    check_new_output_dir(tmp_path, FIRST, TrainConfig())
+    with pytest.raises(CheckpointError, match="not empty; choose another"):
+        check_new_output_dir(tmp_path, FIRST)  # a config.yaml the command does not write
+    (tmp_path / "config.yaml").write_text("notes: mine\n")
+    with pytest.raises(CheckpointError, match="not empty; pass --resume to continue its run"):
+        check_new_output_dir(tmp_path, FIRST, TrainConfig())  # a user's own file is kept

@@ -602,3 +602,69 @@ def test_an_empty_validation_split_is_one_data_error_before_any_work(tmp_path, t
     with pytest.raises(DataError, match="the val split is empty"):
         make_trainer(tmp_path / "run", (train, empty, test), tiny_mlp(), config(max_steps=3))
     assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------------------------------ stateful hooks
+
+
+class RunningLoss:
+    """A callback with state across steps: the sum of the training losses so far, checkpointed by the Trainer."""
+
+    def __init__(self) -> None:
+        self.total, self.steps = 0.0, 0
+
+    def on_step_end(self, trainer) -> None:
+        self.total += trainer.state.step * 0.5
+        self.steps += 1
+
+    def checkpoint_state(self) -> dict:
+        return {"total": self.total, "steps": self.steps}
+
+    def restore_checkpoint_state(self, state: dict) -> None:
+        self.total, self.steps = state["total"], state["steps"]
+
+
+def seeded_loaders(tiny_loaders):
+    """The toy loaders with a train loader shuffled by its own seeded generator, as `build_dataloaders` makes."""
+    train, val, test = tiny_loaders()
+    generator = torch.Generator().manual_seed(0)
+    return (
+        torch.utils.data.DataLoader(train.dataset, batch_size=4, shuffle=True, generator=generator),
+        val,
+        test,
+    )
+
+
+def test_a_stateful_hook_resumes_with_its_state_and_a_finished_run_resumes_to_the_same_loader_order(
+    tmp_path, tiny_loaders, tiny_mlp
+):
+    cfg = config(epochs=3)
+    full_hook, loaders = RunningLoss(), seeded_loaders(tiny_loaders)
+    make_trainer(tmp_path / "full", loaders, tiny_mlp(), cfg, callbacks=[full_hook]).fit()
+    first_batch = next(iter(loaders[0]))[1]  # a use of the train loader after training (auto's read-out)
+
+    hook = RunningLoss()
+    first = make_trainer(
+        tmp_path / "run", seeded_loaders(tiny_loaders), tiny_mlp(), cfg, callbacks=[hook, Recorder(11)]
+    )
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = RunningLoss()
+    trainer = make_trainer(
+        tmp_path / "run", seeded_loaders(tiny_loaders), tiny_mlp(seed=7), cfg, callbacks=[resumed]
+    )
+    trainer.fit(resume=True)
+    assert (resumed.total, resumed.steps) == (full_hook.total, full_hook.steps) == (sum(range(1, 25)) / 2, 24)
+
+    # resumed once more: no step, the hook as the finished run left it, the train loader where training left it
+    again, loaders = RunningLoss(), seeded_loaders(tiny_loaders)
+    make_trainer(tmp_path / "run", loaders, tiny_mlp(seed=7), cfg, callbacks=[again]).fit(resume=True)
+    assert (again.total, again.steps) == (full_hook.total, 24)
+    assert torch.equal(next(iter(loaders[0]))[1], first_batch)
+
+
+def test_a_checkpoint_without_a_hooks_state_is_refused(tmp_path, tiny_loaders, tiny_mlp):
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=1)).fit()
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=1), callbacks=[RunningLoss()])
+    with pytest.raises(CheckpointError, match="does not fit this run.*stateful hooks"):
+        trainer.fit(resume=True)

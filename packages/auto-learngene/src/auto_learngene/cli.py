@@ -28,6 +28,11 @@ def build_parser():
     )
     add_config_arguments(con, "tiny", example="ancestry.run=runs/heur/collective/task-02 method.k=3")
     con.add_argument("--output-dir", required=True, help="run directory (pseudo-descendant run, learngene/)")
+    con.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the stopped meta-training in --output-dir (same config)",
+    )
     add_descendant_verbs(verbs, "tiny-descendant")
     verbs.add_parser("list", help="list the presets", threads=False)
     return parser
@@ -46,7 +51,7 @@ def _command(argv: Sequence[str] | None) -> int:
 
     if args.verb == "condense":
         cfg = load_config(args.config, overrides_of(args), CondenseConfig, PACKAGE)
-        learngene, choice = condense(cfg, args.output_dir)
+        learngene, choice = condense(cfg, args.output_dir, args.resume)
         print(format_scores(choice, learngene.manifest["layer_prefixes"]))
         print(learngene_summary(learngene, Path(args.output_dir) / LEARNGENE_DIR))
     else:

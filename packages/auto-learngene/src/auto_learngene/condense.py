@@ -13,7 +13,7 @@ from accelerate.utils import set_seed
 
 from learngene_core import experiment
 from learngene_core.checkpoint import read_metadata, save_weights
-from learngene_core.config import ExperimentConfig, ModelConfig, from_dict, read_yaml_file, save_config
+from learngene_core.config import ExperimentConfig, ModelConfig, from_dict, read_yaml_file
 from learngene_core.errors import MISMATCH_ERRORS, CheckpointError, ConfigError, ModelError, first_line
 from learngene_core.learngene.artifact import Learngene
 from learngene_core.learngene.extract import load_ancestry
@@ -59,10 +59,13 @@ def aggregate(weights: dict[tuple[int, int], float], num_layers: int, how: str) 
     return scores
 
 
-def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, dict[str, Any]]:
-    """Meta-train on the pseudo-descendant task, pick the top-k layers, save the learngene in output_dir/learngene."""
+def condense(
+    cfg: CondenseConfig, output_dir: str | Path, resume: bool = False
+) -> tuple[Learngene, dict[str, Any]]:
+    """Meta-train on the pseudo-descendant task, pick the top-k layers, save the learngene in output_dir/learngene.
+    With `resume`, meta-training continues from the pseudo-descendant's checkpoint (meta-network included)."""
     output_dir = Path(output_dir)
-    experiment.check_new_output_dir(output_dir, PSEUDO_RUN)
+    experiment.check_runs_dir(output_dir, cfg, PSEUDO_RUN, resume)
     spec = cfg.method
     arch, trained_shape = ancestry_model_config(cfg)
     exp = ExperimentConfig(arch, cfg.data, cfg.train, cfg.seed)
@@ -91,8 +94,9 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
     targets = student.tap.take()
     student.regressors.update({f"{m}_{n}": Regressor(targets[n], sources[m]) for m, n in pairs})
     loss = MetaTransferLoss(features, MetaWeights(sources, pairs, spec.weight_activation), spec, run.task)
+    experiment.save_runs_config(cfg, output_dir, resume)
     metrics = experiment.train(
-        exp, output_dir / PSEUDO_RUN, model=student, run=run, loss_fn=loss,
+        exp, output_dir / PSEUDO_RUN, resume=resume, model=student, run=run, loss_fn=loss,
         metadata={"method": METHOD, "ancestry": source},
     )  # fmt: skip
     weights = loss.mean_weights(run.loaders[0], spec.score_batches)
@@ -112,7 +116,6 @@ def condense(cfg: CondenseConfig, output_dir: str | Path) -> tuple[Learngene, di
     )  # fmt: skip
     learngene.save(output_dir / LEARNGENE_DIR)
     save_weights(loss.meta, output_dir / LEARNGENE_DIR / "meta_net.safetensors")
-    save_config(cfg, output_dir / "config.yaml")
     (output_dir / "weights.json").write_text(json.dumps(choice["weights"]))
     return learngene, choice
 

@@ -32,7 +32,8 @@ class AncestryFeatures:
 
 
 class MetaTransferLoss:
-    """`loss_fn(model, inputs, targets)` for the Trainer; owns the meta-network phi and its optimizer."""
+    """`loss_fn(model, inputs, targets)` for the Trainer; owns the meta-network phi and its optimizer (both, with
+    the step count and meta losses, go into the Trainer's checkpoints: a resumed run continues meta-training)."""
 
     def __init__(
         self, sources: AncestryFeatures, meta: MetaWeights, spec: AutoSpec, task: Task | None = None
@@ -66,6 +67,19 @@ class MetaTransferLoss:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(meta_loss.detach())
+
+    def checkpoint_state(self) -> dict[str, object]:
+        return {
+            "meta": self.meta.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "calls": self.calls,
+            "meta_losses": list(self.meta_losses),
+        }
+
+    def restore_checkpoint_state(self, state: dict[str, object]) -> None:
+        self.meta.load_state_dict(state["meta"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.calls, self.meta_losses = int(state["calls"]), [float(v) for v in state["meta_losses"]]
 
     def probe(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
         """The loss on one batch without the meta step, for the Trainer's check before step 1 (eval mode, no

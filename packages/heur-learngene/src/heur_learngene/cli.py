@@ -13,6 +13,7 @@ PACKAGE = "heur_learngene.configs"
 EXAMPLES = """\
 examples (tiny presets: digits, a laptop CPU, minutes):
   heur-learngene collective --config tiny --output-dir runs/heur       # digits 0-5 as 3 tasks; prints the ranking
+  heur-learngene collective --config tiny --output-dir runs/heur --resume   # continue it after a stop
   heur-learngene expand --learngene runs/heur/learngene --num-classes 2 --output-dir runs/heur-d
   heur-learngene train --learngene runs/heur/learngene --config tiny-descendant --output-dir runs/heur-d67
   heur-learngene train --learngene runs/heur/learngene --init random --config tiny-descendant --output-dir runs/heur-rand-d67
@@ -31,6 +32,9 @@ def build_parser():
     add_config_arguments(col, "tiny", example="method.k=3")
     col.add_argument(
         "--output-dir", required=True, help="run directory (collective runs, stream.jsonl, learngene/)"
+    )
+    col.add_argument(
+        "--resume", action="store_true", help="continue the stopped stream in --output-dir (same config)"
     )
     cho = verbs.add_parser(
         "choose", help="a new learngene from a finished collective run, without retraining"
@@ -58,7 +62,7 @@ def _command(argv: Sequence[str] | None) -> int:
 
     if args.verb == "collective":
         cfg = load_config(args.config, overrides_of(args), CollectiveConfig, PACKAGE)
-        learngene, choice = run_collective(cfg, args.output_dir)
+        learngene, choice = run_collective(cfg, args.output_dir, args.resume)
         _report(learngene, choice, Path(args.output_dir) / LEARNGENE_DIR)
     elif args.verb == "choose":
         layers = None if args.layers is None else _ints(args.layers)

@@ -15,8 +15,8 @@ from accelerate.utils import set_seed
 from torch import nn
 
 from learngene_core import experiment
-from learngene_core.checkpoint import read_metadata
-from learngene_core.config import ExperimentConfig, load_config, save_config
+from learngene_core.checkpoint import load_weights, read_metadata, save_weights
+from learngene_core.config import ExperimentConfig, load_config
 from learngene_core.continual import make_split
 from learngene_core.errors import CheckpointError, ConfigError
 from learngene_core.learngene.artifact import Learngene
@@ -39,6 +39,8 @@ METHOD = "heur-learngene"
 STREAM_NAME = "stream.jsonl"
 COLLECTIVE_DIR = "collective"
 LEARNGENE_DIR = "learngene"
+# in each task's run dir: the state of the generator the next task's widening draws from
+WIDEN_GENERATOR = "widen-generator.safetensors"
 
 
 def stream_tasks(stream: StreamConfig) -> list[list[int]]:
@@ -48,27 +50,36 @@ def stream_tasks(stream: StreamConfig) -> list[list[int]]:
 
 
 def train_collective(
-    cfg: CollectiveConfig, output_dir: str | Path
+    cfg: CollectiveConfig, output_dir: str | Path, resume: bool = False
 ) -> tuple[nn.Module, list[dict[str, Any]], tuple[int, ...]]:
     """Train the collective model over the stream in `output_dir/collective/task-<t>` (each a `learngene train`
     run directory whose config.yaml rebuilds the widened model); return it, per-task records and the input shape.
+
+    stream.jsonl records every finished task: with `resume`, the stream continues after the last one (the model
+    and the widening generator restored from that task's run directory), inside a task from its checkpoint.
     """
     output_dir = Path(output_dir)
-    experiment.check_new_output_dir(output_dir, f"{COLLECTIVE_DIR}/{_task_dir(0)}")
+    experiment.check_runs_dir(output_dir, cfg, f"{COLLECTIVE_DIR}/{_task_dir(0)}", resume)
     tasks = stream_tasks(cfg.stream)
+    records = read_stream(output_dir / STREAM_NAME) if resume and (output_dir / STREAM_NAME).is_file() else []
+    if records:
+        print(f"continuing the stream after task {len(records) - 1} ({output_dir / STREAM_NAME})")
     generator = torch.Generator().manual_seed(cfg.seed)
     model: nn.Module | None = None
-    records: list[dict[str, Any]] = []
-    for t, classes in enumerate(tasks):
+    first = len(records)
+    for t in range(first, len(tasks)):
+        classes = tasks[t]
         data = replace(cfg.data, classes=classes, samples_per_class=cfg.stream.samples_per_class)
         run = experiment.prepare_run(ExperimentConfig(cfg.model, data, cfg.train, cfg.seed + t))
         widened = None
-        if model is None:
+        if t == 0:
             model = run.build_model()
             num_layers = len(layer_prefixes(model))
             if cfg.method.k > num_layers:
                 raise ConfigError(f"method.k={cfg.method.k} is larger than the model's {num_layers} layers")
         else:
+            if model is None:
+                model = _restore_task(output_dir, t - 1, generator, run.splits.vocab_size)
             set_seed(cfg.seed + t)
             if cfg.method.widen and t - 1 < len(layer_prefixes(model)):
                 widen_layer(model, t - 1, cfg.method.widen_factor, cfg.method.widen_noise, generator)
@@ -78,17 +89,35 @@ def train_collective(
         model_cfg = replace(cfg.model, kwargs={**cfg.model.kwargs, **width_kwargs(model)})
         task_cfg = ExperimentConfig(model_cfg, data, cfg.train, cfg.seed + t)
         tracker = LayerTracker(model)
+        task_dir = output_dir / COLLECTIVE_DIR / _task_dir(t)
+        if t == first:
+            experiment.save_runs_config(cfg, output_dir, resume)
         metrics = experiment.train(
-            task_cfg, output_dir / COLLECTIVE_DIR / _task_dir(t), model=model, run=run,
+            task_cfg, task_dir, resume=resume, model=model, run=run, callbacks=[tracker],
             metadata={"method": METHOD, "task": t, "classes": classes},
         )  # fmt: skip
         change = tracker.finish()
+        save_weights({"state": generator.get_state()}, task_dir / WIDEN_GENERATOR)
         record = {"task": t, "classes": classes, "widened_layer": widened, "test": metrics, **change}
         records.append(record)
         with open(output_dir / STREAM_NAME, "a") as handle:
             handle.write(json.dumps(record) + "\n")
         print(f"task {t} classes {classes}: test accuracy {metrics.get('accuracy', float('nan')):.3f}")
-    return model, records, run.splits.input_shape
+    last = output_dir / COLLECTIVE_DIR / _task_dir(len(tasks) - 1)
+    if model is None:  # every task was already recorded
+        model = _restore_task(output_dir, len(tasks) - 1, generator, None)
+    return model, records, tuple(read_metadata(last / "final")["input_shape"])
+
+
+def _restore_task(output_dir: Path, t: int, generator: torch.Generator, vocab_size: int | None) -> nn.Module:
+    """The collective model after task `t` and the widening generator's state then, from task t's run dir."""
+    task_dir = output_dir / COLLECTIVE_DIR / _task_dir(t)
+    model, _ = load_ancestry(AncestryConfig(run=str(task_dir)), None, (), vocab_size)
+    state = load_weights(task_dir / WIDEN_GENERATOR).get("state")
+    if state is None:
+        raise CheckpointError(f"{task_dir / WIDEN_GENERATOR} holds no 'state' tensor")
+    generator.set_state(state)
+    return model
 
 
 def _task_dir(t: int) -> str:
@@ -117,14 +146,15 @@ def choose_learngene(
     return learngene, choice
 
 
-def run_collective(cfg: CollectiveConfig, output_dir: str | Path) -> tuple[Learngene, dict[str, Any]]:
-    """Collective training, ranking and the learngene saved in `output_dir/learngene`."""
+def run_collective(
+    cfg: CollectiveConfig, output_dir: str | Path, resume: bool = False
+) -> tuple[Learngene, dict[str, Any]]:
+    """Collective training (continued with `resume`), ranking and the learngene saved in `output_dir/learngene`."""
     output_dir = Path(output_dir)
-    model, records, input_shape = train_collective(cfg, output_dir)
+    model, records, input_shape = train_collective(cfg, output_dir, resume)
     learngene, choice = choose_learngene(cfg, model, records, input_shape)
     learngene.manifest["ancestry_run"] = str(output_dir / COLLECTIVE_DIR / _task_dir(len(records) - 1))
     learngene.save(output_dir / LEARNGENE_DIR)
-    save_config(cfg, output_dir / "config.yaml")
     return learngene, choice
 
 
@@ -164,6 +194,12 @@ def rechoose(
             raise CheckpointError(f"{path} not found: is {run_dir} a `heur-learngene collective` run?")
     cfg = load_config(config, overrides, CollectiveConfig)
     records = read_stream(stream)
+    planned = len(stream_tasks(cfg.stream))
+    if len(records) < planned:
+        raise CheckpointError(
+            f"{run_dir} stopped after {len(records)} of its {planned} tasks; finish it first with "
+            f"`heur-learngene collective --resume` (same --config, --output-dir {run_dir})"
+        )
     last = run_dir / COLLECTIVE_DIR / _task_dir(len(records) - 1)
     model, _ = load_ancestry(AncestryConfig(run=str(last)), None, ())
     input_shape = tuple(read_metadata(last / "final")["input_shape"])

@@ -9,7 +9,10 @@ from learngene_core.learngene.inherit import layer_modules, layer_snapshots
 
 
 class LayerTracker:
-    """Attach to a model before a task, `finish()` after it: per-layer gradient RMS and relative update."""
+    """Attach to a model before a task, `finish()` after it: per-layer gradient RMS and relative update.
+
+    As a Trainer callback, its running sums go into the task's checkpoints, so a resumed task counts every step.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -32,6 +35,15 @@ class LayerTracker:
 
     def _count(self, param: torch.Tensor) -> None:
         self.steps += 1
+
+    def checkpoint_state(self) -> dict[str, object]:
+        return {"grad_sq": list(self.grad_sq), "steps": self.steps}
+
+    def restore_checkpoint_state(self, state: dict[str, object]) -> None:
+        grad_sq = state["grad_sq"]
+        if not isinstance(grad_sq, list) or len(grad_sq) != len(self.grad_sq):
+            raise ValueError(f"gradient sums of {len(self.grad_sq)} layers expected")
+        self.grad_sq, self.steps = [float(g) for g in grad_sq], int(state["steps"])
 
     def finish(self) -> dict[str, list[float]]:
         """Remove the hooks; return `gradient` (mean per-step RMS) and `update` (relative change) per layer."""

@@ -108,31 +108,62 @@ def is_unfinished_run(output_dir: str | Path, cfg: Any = None) -> bool:
         if entry.name == "checkpoints" and entry.is_dir() and all(_is_temp(e) for e in entry.iterdir()):
             continue
         return False
-    saved = output_dir / CONFIG_NAME
-    if cfg is None or not saved.is_file():
-        return True
-    try:
-        written = read_yaml_file(saved, CheckpointError)
-    except CheckpointError:
-        return False
-    return isinstance(written, dict) and set(written) == set(to_dict(cfg))
+    return _is_config_of(output_dir / CONFIG_NAME, cfg)
 
 
-def check_new_output_dir(output_dir: str | Path, first_run: str) -> None:
+def check_new_output_dir(output_dir: str | Path, first_run: str, cfg: Any = None) -> None:
     """Refuse a non-empty `output_dir` of a command that trains the run directories under it in turn, starting
     with `first_run` (a relative path), unless all it holds is that first run, stopped before its first
-    checkpoint: the command then starts over in place, as `train` does over an unfinished run."""
+    checkpoint: the command then starts over in place, as `train` does over an unfinished run. With `cfg`, the
+    command writes its own config.yaml at the top first (see `check_runs_dir`): one with `cfg`'s sections may
+    be there too, and the refusal points at --resume."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise CheckpointError(f"output dir {output_dir} is a file, not a directory; choose another")
     if not output_dir.is_dir() or not any(output_dir.iterdir()):
         return
     first = output_dir / first_run
+    own_config = output_dir / CONFIG_NAME
     outside = [
-        p for p in output_dir.rglob("*") if p not in first.parents and p != first and first not in p.parents
+        p
+        for p in output_dir.rglob("*")
+        if p not in first.parents and p != first and first not in p.parents and p != own_config
     ]
-    if outside or not is_unfinished_run(first):
-        raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
+    if cfg is None and own_config.exists():
+        outside.append(own_config)
+    if outside or not is_unfinished_run(first) or not _is_config_of(own_config, cfg):
+        hint = "pass --resume to continue its run or choose another" if cfg is not None else "choose another"
+        raise CheckpointError(f"output dir {output_dir} is not empty; {hint}")
+
+
+def check_runs_dir(output_dir: str | Path, cfg: Any, first_run: str, resume: bool) -> None:
+    """Check the `output_dir` of a command that writes `cfg` to its config.yaml, then trains the run directories
+    under it in turn (`first_run` first) and records its progress there, so that `resume` continues it: with
+    `resume`, config.yaml must equal `cfg` (else one error naming the first differing key) or nothing is there
+    yet; without, the directory must be new or hold only a first run stopped before its first checkpoint."""
+    if resume:
+        check_output_dir(output_dir, cfg, resume=True)
+    else:
+        check_new_output_dir(output_dir, first_run, cfg)
+
+
+def save_runs_config(cfg: Any, output_dir: str | Path, resume: bool) -> None:
+    """Write `cfg` to the config.yaml of a `check_runs_dir` directory (kept when resuming a run that has one);
+    call it once the bad input that can be found before training has been, right before the first run."""
+    path = Path(output_dir) / CONFIG_NAME
+    if not (resume and path.is_file()):
+        save_config(cfg, path)
+
+
+def _is_config_of(path: Path, cfg: Any) -> bool:
+    """Whether `path` is absent or a config.yaml with the sections of `cfg` (not a user's own file)."""
+    if cfg is None or not path.is_file():
+        return True
+    try:
+        written = read_yaml_file(path, CheckpointError)
+    except CheckpointError:
+        return False
+    return isinstance(written, dict) and set(written) == set(to_dict(cfg))
 
 
 def _is_temp(entry: Path) -> bool:

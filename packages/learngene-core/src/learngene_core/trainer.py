@@ -8,6 +8,9 @@ Methods extend it through a handful of named hooks instead of copying it:
 - `callbacks`: objects with any of `on_step_end(trainer)`, `on_evaluate(trainer, split, metrics)`,
   `on_train_end(trainer)`;
 - `eval_fn(trainer, dataloader, split) -> metrics` replaces the default evaluation.
+A `loss_fn`, loss term or callback that keeps state across steps (a meta-network and its optimizer, running
+sums) defines `checkpoint_state() -> dict` and `restore_checkpoint_state(state)`: that state goes into every
+`checkpoints/last`, so a resumed run continues it exactly.
 
 The same code runs on CPU, one GPU or many GPUs (`accelerate launch`), with mixed precision from the config.
 """
@@ -283,6 +286,10 @@ class Trainer:
                         batches.end()
                     break
         bar.close()
+        if self._pending_rng is not None:  # resumed a finished run: leave RNG and sampler as it left them
+            self._restore_pending_rng()
+            # the sampler's epoch as training leaves it (a finished epoch moved it on), for any use of the loader after
+            self.train_loader.set_epoch(self.state.epoch)
         return self._finish()
 
     def _training_loss(
@@ -402,6 +409,7 @@ class Trainer:
             "extra_modules": self.accelerator.unwrap_model(self.extra_modules).state_dict(),
             "rng": _rng_state(),
             "train_state": asdict(self.state),
+            "hooks": [hook.checkpoint_state() for hook in self._stateful_hooks()],
         }
         meta = {
             **self.metadata,
@@ -410,6 +418,17 @@ class Trainer:
             "total_steps": self.total_steps,
         }
         save_training_checkpoint(self.output_dir / LAST_DIR, self._weights_to_save(), training_state, meta)
+
+    def _stateful_hooks(self) -> list[Any]:
+        hooks = [self.loss_fn, *self.loss_terms, *self.callbacks]
+        return [hook for hook in hooks if hasattr(hook, "checkpoint_state")]
+
+    def _restore_hooks(self, states: list[Any]) -> None:
+        hooks = self._stateful_hooks()
+        if len(states) != len(hooks):
+            raise ValueError(f"it holds the state of {len(states)} stateful hooks, this run has {len(hooks)}")
+        for hook, state in zip(hooks, states):
+            hook.restore_checkpoint_state(state)
 
     def _start_fresh(self, resume: bool) -> None:
         """Start at step 0: in a new output dir, or over a run that stopped before its first checkpoint."""
@@ -442,6 +461,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             self.accelerator.unwrap_model(self.extra_modules).load_state_dict(state["extra_modules"])
+            self._restore_hooks(state.get("hooks", []))
             self._pending_rng = state["rng"]  # restored in fit(), once the data loader has started
             self.state = TrainState(**state["train_state"])
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:

@@ -1,0 +1,38 @@
+"""`condense --resume` continues meta-training exactly: stopped between two checkpoints of the pseudo-descendant, the
+resumed run ends with the weights, meta-network, transfer weights and manifest of a run that went through."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from auto_learngene.cli import main
+from learngene_core.testing import (
+    assert_one_error_line,
+    assert_resume_is_exact,
+    interrupt_after_checkpoint,
+    recorded_steps,
+)
+
+
+def outputs(run: Path) -> tuple[str, str]:
+    return (run / "weights.json").read_text(), (run / "learngene" / "manifest.json").read_text()
+
+
+def test_stopped_mid_meta_training_resumes_to_the_same_learngene_and_resumed_again_trains_nothing(
+    tmp_path, ancestry_dir, capsys
+):
+    argv = ["condense", "--config", "tiny", f"ancestry.run={ancestry_dir}", "train.epochs=4"]
+    # 2 steps an epoch, a checkpoint an epoch: stopped after step 4 of 8, the meta-network half trained
+    assert_resume_is_exact(main, argv, tmp_path, stop=interrupt_after_checkpoint(2))
+    assert outputs(tmp_path / "reference") == outputs(tmp_path / "run")
+    assert len(json.loads(outputs(tmp_path / "run")[1])["meta_losses"]) == 8
+    with recorded_steps() as steps:
+        assert main([*argv, "--output-dir", str(tmp_path / "run"), "--resume"]) == 0
+    assert steps == [] and outputs(tmp_path / "reference") == outputs(tmp_path / "run")
+    # another config: one line naming the key, the run as it was
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*argv, "method.meta_lr=0.5", "--output-dir", str(tmp_path / "run"), "--resume"]) == 2
+    assert_one_error_line(2, capsys.readouterr().err, "auto-learngene", "method.meta_lr", "config differs")
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before

@@ -1,0 +1,75 @@
+"""`collective --resume` continues the stream exactly: stopped between two tasks or inside one, the resumed run ends
+with the weights, stream.jsonl and learngene of a run that went through; another config is refused."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from heur_learngene.cli import main
+from learngene_core import experiment
+from learngene_core.testing import (
+    assert_one_error_line,
+    assert_resume_is_exact,
+    interrupt_after_checkpoint,
+    recorded_steps,
+)
+
+# 3 tasks of 2 epochs, one checkpoint an epoch
+ARGV = ["collective", "--config", "tiny", "train.epochs=2"]
+
+
+@contextlib.contextmanager
+def stop_before_task(task: int) -> Iterator[None]:
+    """A Ctrl-C as task `task` starts: the tasks before it are recorded, and only their files carry the state."""
+    original, calls = experiment.prepare_run, []
+
+    def prepare_or_stop(cfg):
+        calls.append(cfg)
+        if len(calls) > task:
+            raise KeyboardInterrupt
+        return original(cfg)
+
+    experiment.prepare_run = prepare_or_stop
+    try:
+        yield
+    finally:
+        experiment.prepare_run = original
+
+
+def outputs(run: Path) -> tuple[str, dict]:
+    """stream.jsonl and the learngene manifest (without the path of the run it came from)."""
+    manifest = json.loads((run / "learngene" / "manifest.json").read_text())
+    manifest.pop("ancestry_run")
+    return (run / "stream.jsonl").read_text(), manifest
+
+
+def test_stopped_between_tasks_resumes_to_the_same_run_and_resumed_again_trains_nothing(tmp_path, capsys):
+    assert_resume_is_exact(main, ARGV, tmp_path, stop=stop_before_task(2))
+    assert len((tmp_path / "run" / "stream.jsonl").read_text().splitlines()) == 3
+    assert outputs(tmp_path / "reference") == outputs(tmp_path / "run")
+    assert "continuing the stream after task 1" in capsys.readouterr().out
+    with recorded_steps() as steps:
+        assert main([*ARGV, "--output-dir", str(tmp_path / "run"), "--resume"]) == 0
+    assert steps == [] and outputs(tmp_path / "reference") == outputs(tmp_path / "run")
+
+
+def test_stopped_inside_a_task_resumes_to_the_same_run(tmp_path):
+    # the 3rd checkpoint is task 1's first: its layer tracker's sums come back from it
+    assert_resume_is_exact(main, ARGV, tmp_path, stop=interrupt_after_checkpoint(3))
+    assert outputs(tmp_path / "reference") == outputs(tmp_path / "run")
+
+
+def test_resume_with_another_config_is_one_line_naming_the_key_and_touches_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    with interrupt_after_checkpoint(1):
+        assert main([*ARGV, "--output-dir", str(run)]) == 130
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*ARGV, "method.k=2", "--output-dir", str(run), "--resume"]) == 2
+    assert_one_error_line(2, capsys.readouterr().err, "heur-learngene", "method.k", "config differs")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main([*ARGV, "--output-dir", str(run)]) == 2  # no --resume: not started over either
+    assert "pass --resume" in capsys.readouterr().err
