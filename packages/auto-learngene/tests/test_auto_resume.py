@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from auto_learngene.cli import main
 from learngene_core.testing import (
     assert_one_error_line,
     assert_resume_is_exact,
     interrupt_after_checkpoint,
+    interrupt_after_first_step,
     recorded_steps,
 )
 
@@ -36,3 +39,15 @@ def test_stopped_mid_meta_training_resumes_to_the_same_learngene_and_resumed_aga
     assert main([*argv, "method.meta_lr=0.5", "--output-dir", str(tmp_path / "run"), "--resume"]) == 2
     assert_one_error_line(2, capsys.readouterr().err, "auto-learngene", "method.meta_lr", "config differs")
     assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.parametrize("again", [[], ["--resume"]])
+def test_stopped_before_its_first_checkpoint_reruns_in_place_with_or_without_resume(
+    tmp_path, ancestry_dir, again
+):
+    argv = ["condense", "--config", "tiny", f"ancestry.run={ancestry_dir}", "train.epochs=1"]
+    run = tmp_path / "run"
+    with interrupt_after_first_step():
+        assert main([*argv, "--output-dir", str(run)]) == 130
+    assert main([*argv, "--output-dir", str(run), *again]) == 0
+    assert (run / "learngene" / "manifest.json").is_file()

@@ -8,12 +8,15 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from heur_learngene.cli import main
 from learngene_core import experiment
 from learngene_core.testing import (
     assert_one_error_line,
     assert_resume_is_exact,
     interrupt_after_checkpoint,
+    interrupt_after_first_step,
     recorded_steps,
 )
 
@@ -73,3 +76,12 @@ def test_resume_with_another_config_is_one_line_naming_the_key_and_touches_nothi
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert main([*ARGV, "--output-dir", str(run)]) == 2  # no --resume: not started over either
     assert "pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("again", [[], ["--resume"]])
+def test_stopped_before_its_first_checkpoint_reruns_in_place_with_or_without_resume(tmp_path, again):
+    run = tmp_path / "run"
+    with interrupt_after_first_step():
+        assert main([*ARGV, "--output-dir", str(run)]) == 130
+    assert main([*ARGV, "--output-dir", str(run), *again]) == 0
+    assert len((run / "stream.jsonl").read_text().splitlines()) == 3

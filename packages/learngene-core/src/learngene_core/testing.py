@@ -5,7 +5,8 @@ torch thread (tiny models: threads cost more than they save, and a busy machine 
 `tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share; `write_fake_cifar100` writes a
 random-pixel dataset in the CIFAR-100 python layout for tests of presets that read it from a local path.
 `interrupt_console_cases` runs console scripts that get a real Ctrl-C after their first optimizer step;
-`interrupt_after_checkpoint` stops a Trainer run right after a checkpoint and `recorded_steps` lists the steps
+`interrupt_after_checkpoint` stops a Trainer run right after a checkpoint (`interrupt_after_first_step`: before any)
+and `recorded_steps` lists the steps
 runs make, to test `--resume` of a console script in process.
 """
 
@@ -104,6 +105,22 @@ def interrupt_after_checkpoint(count: int = 1) -> Iterator[None]:
         yield
     finally:
         Trainer._save_last = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def interrupt_after_first_step() -> Iterator[None]:
+    """Inside the block, a KeyboardInterrupt (a Ctrl-C) right after the first optimizer step of any optimizer: a run
+    stopped before its first checkpoint, in process."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    def interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    handle = register_optimizer_step_post_hook(interrupt)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextlib.contextmanager
