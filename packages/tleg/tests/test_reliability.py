@@ -77,8 +77,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
     result, culprit = results[case]
-    line = one_error_line(result, "tleg")
-    assert culprit in line, line
+    one_error_line(result, "tleg", culprit)
 
 
 def test_an_extraction_stopped_by_nan_loss_reruns_in_place(tmp_path, capsys, ancestry_dir):
