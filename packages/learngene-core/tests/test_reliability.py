@@ -21,7 +21,7 @@ from learngene_core.clitools import run_cli
 from learngene_core.config import load_config, save_config
 from learngene_core.errors import CheckpointError
 from learngene_core.metrics import read_metrics
-from learngene_core.testing import one_error_line, run_named_console_cases
+from learngene_core.testing import HostilePickle, one_error_line, run_named_console_cases
 
 QUICK = ["train.epochs=1", "train.progress=false"]
 
@@ -48,11 +48,6 @@ def _stopped_run_with(tmp: Path, name: str, files: dict[str, bytes]) -> Path:
     return run
 
 
-class Evil:
-    def __reduce__(self):
-        return (print, ("this must never run",))
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
@@ -60,7 +55,7 @@ def results(tmp_path_factory):
     (tmp / "latin1.yaml").write_bytes("train:\n  lr: 0.1  # caf\xe9\n".encode("latin-1"))
     one_class = _image_folder(tmp / "one-class", ["cat"])
     corrupt = _image_folder(tmp / "corrupt", ["cat", "dog"], corrupt=True)
-    torch.save({"w": Evil()}, tmp / "evil.pt")
+    torch.save({"w": HostilePickle()}, tmp / "evil.pt")
     (tmp / "broken.pt").write_bytes(b"\x80\x02garbage" * 10)
     bad_meta = _stopped_run_with(
         tmp,
@@ -107,7 +102,6 @@ CASES = [
 def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
     result, culprit = results[case]
     one_error_line(result, "learngene", culprit)
-    assert "this must never run" not in result["stdout"] + result["stderr"]
 
 
 def test_the_installed_console_script_exits_2_with_one_line(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from learngene_core.testing import (
+    HostilePickle,
     assert_probe_changes_nothing,
     one_error_line,
     run_named_console_cases,
@@ -25,18 +26,13 @@ def train(out: Path, *overrides: str) -> list[str]:
     return ["train", "--config", "tiny", "--output-dir", str(out), "train.progress=false", *overrides]
 
 
-class Evil:
-    def __reduce__(self):
-        return (print, ("this must never run",))
-
-
 def _hostile_base(directory: Path) -> Path:
     """A Hugging Face model directory whose pytorch_model.bin would run code when unpickled unsafely."""
     from transformers import AutoModelForCausalLM
 
     AutoModelForCausalLM.from_config(tiny_lm_config("llama", 1)).save_pretrained(directory)
     os.remove(directory / "model.safetensors")
-    torch.save({"model.embed_tokens.weight": Evil()}, directory / "pytorch_model.bin")
+    torch.save({"model.embed_tokens.weight": HostilePickle()}, directory / "pytorch_model.bin")
     return directory
 
 
@@ -85,7 +81,6 @@ CASES = [
 def test_bad_input_is_one_error_line_with_exit_code_2(results, case):
     result, culprit = results[case]
     one_error_line(result, "loramoe", culprit)
-    assert "this must never run" not in result["stdout"] + result["stderr"]
 
 
 def test_the_check_before_step_1_changes_no_weight(tmp_path):

@@ -312,6 +312,17 @@ def copy_with(source: Path, target: Path, files: dict[str, bytes]) -> Path:
     return target
 
 
+NEVER_RUN = "this must never run"
+
+
+class HostilePickle:
+    """Unpickling it calls `print(NEVER_RUN)`: the hostile file a safe loader must refuse (`one_error_line`
+    checks that the text never appears)."""
+
+    def __reduce__(self):
+        return (print, (NEVER_RUN,))
+
+
 def assert_one_error_line(code: int | str, stderr: str, prog: str, *culprits: str) -> str:
     """A bad input's contract: exit code 2 and one `prog: error: ...` line on stderr (no traceback, nothing
     else) that names every one of `culprits`; returns the line."""
@@ -324,8 +335,9 @@ def assert_one_error_line(code: int | str, stderr: str, prog: str, *culprits: st
 
 
 def one_error_line(result: dict[str, Any], prog: str, *culprits: str) -> str:
-    """`assert_one_error_line` on one result of `run_console_cases`."""
+    """`assert_one_error_line` on one result of `run_console_cases`, which also never ran a `HostilePickle`."""
     try:
+        assert NEVER_RUN not in result["stdout"] + result["stderr"], "a hostile pickle ran"
         return assert_one_error_line(result["code"], result["stderr"], prog, *culprits)
     except AssertionError as exc:
         raise AssertionError(f"{result['argv']}: {exc}") from None
