@@ -1,8 +1,8 @@
 """Few-shot descendants on unseen classes: heur / auto learngene layers against random init and the whole ancestry.
 
     python tools/bench/inherit_vs_random.py [--backbone vgg|vit] [--shots 5,10,20] [--seeds 0,1,2]
-                                            [--lrs 3e-4,1e-3,3e-3] [--epochs 30] [--workers 1] [--json out.json]
-                                            [--png plot.png]
+                                            [--lrs 3e-4,1e-3,3e-3] [--max-extensions 2] [--epochs 30]
+                                            [--workers 1] [--json out.json] [--resume] [--png plot.png]
 
 One process: the heur-learngene collective model (`--backbone vgg`: preset `tiny`, a 13-conv VGG; `vit`: preset
 `tiny-vit`, a 6-block timm ViT; trained on digits 0-5 as three 2-class tasks, widened per task) is the ancestry of
@@ -14,15 +14,20 @@ images per class:
   random  nothing inherited (every tensor freshly initialised);
   whole   every layer of the ancestry inherited (fine-tuning the whole ancestry with a new classifier; the ViT's
           patch and position embeddings and final norm are inherited too);
-  tleg    (ViT only) a TLEG learngene distilled from the same ancestry on its last task (digits 4-5) with the
-          tleg package's `tiny` recipe (aux net of 6 blocks, the ancestry's width, heads and patch), expanded to
-          a 6-block descendant: same depth and width as the other arms, every MLP at the unwidened ratio 2;
+  tleg    (ViT only) a TLEG learngene distilled from the same ancestry along its whole stream: task after task
+          (digits 0-1, 2-3, 4-5), from the collective model as it was after that task, the aux net carried
+          over (`extract(..., start=)`), with the tleg package's `tiny` recipe (20 epochs per task; aux net of 6
+          blocks, the ancestry's width, heads and patch, every MLP at the ancestry's mean MLP width, so the
+          descendant has the other arms' parameter count), expanded to a 6-block descendant;
   sws     (ViT only) the same with an SWS learngene (sws `tiny`: 3 stages of 2 blocks), expanded to 6 blocks.
-Each arm picks its learning rate per shot count from `lrs` by mean final validation accuracy over the first
-`--sweep-seeds` seeds (the same sweep for every arm), then runs every seed at that rate; the table
-reports test accuracy at that rate (mean and spread over seeds) and the epochs to reach random init's final
-validation accuracy. The collective training, the meta-training and the aux-net distillation are charged as
-optimizer steps. TLEG/SWS descendants apply only to the ViT backbone: they generate ViT blocks.
+Every arm, shot count and seed gets its own learning-rate sweep (`learngene_core.sweep`: the `--lrs` grid,
+extended one grid step past an edge while the best rate sits there, at most `--max-extensions` times), scored
+by the run's validation plateau (mean accuracy over its last quarter of epochs). The table reports, per arm and
+shot count, test accuracy at each seed's best rate (mean and spread over seeds), in how many seeds the arm beats
+random init's test accuracy, the epochs each seed's run needs to converge (first epoch at its own plateau) and to
+reach random init's plateau, and the rates (flagged where a sweep ran out of extensions at an edge). The
+collective training, the meta-training and the aux-net distillation are charged as optimizer steps. TLEG/SWS
+descendants apply only to the ViT backbone: they generate ViT blocks.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from learngene_core.config import ExperimentConfig, ModelConfig, load_config
 from learngene_core.learngene.anatomy import VIT_NAME
 from learngene_core.learngene.artifact import Learngene
 from learngene_core.learngene.config import AncestryConfig, ExtractConfig
+from learngene_core.learngene.cost import plateau, steps_to_reach
 from learngene_core.learngene.descendants import build_descendant
 from learngene_core.learngene.extract import AUX_RUN, extract, load_ancestry
 from learngene_core.learngene.inherit import (
@@ -59,6 +65,7 @@ from learngene_core.learngene.inherit import (
 from learngene_core.learngene.layer_descendants import LayerDescendantConfig, train_descendant
 from learngene_core.metrics import METRICS_NAME, read_metrics
 from learngene_core.models import count_parameters
+from learngene_core.sweep import sweep
 
 LAYER_ARMS = ("heur", "auto", "random", "whole")
 BLOCK_ARMS = ("tleg", "sws")  # generated ViT blocks: ViT backbone only
@@ -80,7 +87,7 @@ def learngenes(work: Path, backbone: str, k: int) -> tuple[dict, dict[str, int],
     heur, _ = run_collective(heur_cfg, work / "heur")
     runs = sorted((work / "heur" / "collective").iterdir())
     cost = {"heur": sum(steps_of(r) for r in runs)}
-    ancestry_run = runs[-1]
+    ancestry_run = runs[-1]  # the collective model after the last task
     auto_cfg = load_config(
         "tiny", [f"ancestry.run={ancestry_run}", f"method.k={k}"], CondenseConfig, "auto_learngene.configs"
     )
@@ -96,26 +103,45 @@ def learngenes(work: Path, backbone: str, k: int) -> tuple[dict, dict[str, int],
     cost["whole"], cost["random"] = cost["heur"], 0
     genes = {"heur": heur, "auto": auto, "whole": whole}
     if backbone == "vit":
+        hidden = mean_mlp_hidden(ancestry)
         for arm in BLOCK_ARMS:
-            genes[arm] = block_learngene(arm, ancestry_run, len(every), work / arm)
-            cost[arm] = cost["heur"] + steps_of(work / arm / AUX_RUN)  # each aux step also runs the ancestry
+            genes[arm], aux_steps = block_learngene(arm, runs, hidden, work / arm)
+            cost[arm] = cost["heur"] + aux_steps  # each aux step also runs the ancestry
     return genes, cost, ancestry
 
 
-def block_learngene(arm: str, ancestry_run: Path, depth: int, out: Path) -> tuple[Learngene, object]:
-    """A TLEG or SWS learngene distilled from the collective model on its last task, with its package's `tiny`
-    recipe; the aux net has the ancestry's depth, width, heads and patch."""
+def mean_mlp_hidden(vit: VisionTransformer) -> int:
+    """The blocks' mean MLP hidden width, rounded: blocks all that wide hold (nearly) the same parameters."""
+    widths = [block.mlp.fc1.out_features for block in vit.blocks]
+    return round(sum(widths) / len(widths))
+
+
+def block_learngene(
+    arm: str, task_runs: list[Path], hidden: int, out: Path
+) -> tuple[tuple[Learngene, object], int]:
+    """A TLEG or SWS learngene distilled along the collective stream, and its aux steps.
+
+    Task after task, on that task's images, from the collective model as it was after that task, the aux net
+    carried over; the package's `tiny` recipe with MLPs `hidden` wide and the ancestry's depth, width, heads, patch.
+    """
     import sws
     import tleg
 
     method = {"tleg": tleg.TLEG(), "sws": sws.SWS()}[arm]
-    task = load_config(str(ancestry_run / experiment.CONFIG_NAME), []).data.classes
-    overrides = [f"ancestry.run={ancestry_run}", f"data.classes={task}", "train.progress=false"]
-    cfg = load_config("tiny", overrides, ExtractConfig, f"{arm}.configs")
-    if len(method.aux_layout(method.parse_spec(cfg.method))) != depth:
-        raise SystemExit(f"the {arm} tiny preset's aux net is not {depth} blocks deep like the ancestry")
-    learngene, _ = extract(method, cfg, out)
-    return learngene, method
+    learngene, steps = None, 0
+    for t, task_run in enumerate(task_runs):
+        task_cfg = load_config(str(task_run / experiment.CONFIG_NAME), [])
+        embed_dim = task_cfg.model.kwargs["embed_dim"]
+        overrides = [
+            f"ancestry.run={task_run}", f"data.classes={task_cfg.data.classes}", "train.progress=false",
+            f"model.kwargs.mlp_ratio={hidden / embed_dim}",
+        ]  # fmt: skip
+        cfg = load_config("tiny", overrides, ExtractConfig, f"{arm}.configs")
+        if len(method.aux_layout(method.parse_spec(cfg.method))) != task_cfg.model.kwargs["depth"]:
+            raise SystemExit(f"the {arm} tiny preset's aux net is not as deep as the ancestry")
+        learngene, _ = extract(method, cfg, out / f"task-{t}", start=learngene)
+        steps += steps_of(out / f"task-{t}" / AUX_RUN)
+    return (learngene, method), steps
 
 
 def descendant_run(
@@ -191,10 +217,14 @@ def main() -> None:
     parser.add_argument("--shots", default="5,10,20")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--lrs", default="3e-4,1e-3,3e-3")
+    parser.add_argument(
+        "--max-extensions", type=int, default=2, help="sweep points allowed past the grid's edges"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument(
-        "--sweep-seeds", type=int, default=3, help="seeds the learning-rate sweep averages over"
-    )
+        "--sweep", choices=("each", "first"), default="each",
+        help="each: every seed its own sweep; first: sweep on the first seed, the others at its best rate",
+    )  # fmt: skip
     parser.add_argument(
         "--k", type=int, help="learngene layers (default: 3 of 13 VGG convs, 2 of 6 ViT blocks)"
     )
@@ -214,18 +244,18 @@ def main() -> None:
 
     k = args.k or {"vgg": 3, "vit": 2}[args.backbone]
     arms = LAYER_ARMS + (BLOCK_ARMS if args.backbone == "vit" else ())
-
-    header = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded), 1 torch thread, torch {torch.__version__}; "
-        f"{args.workers} worker(s); backbone {args.backbone}, {args.epochs} epochs, lrs {lrs} (swept on seeds "
-        f"{seeds[: args.sweep_seeds]}), seeds {seeds}, k={k}"
-    )
+    swept = seeds if args.sweep == "each" else seeds[:1]
+    setup = {
+        "machine": machine(), "threads": 1, "workers": args.workers, "torch": torch.__version__,
+        "backbone": args.backbone, "epochs": args.epochs, "lrs": lrs, "max_extensions": args.max_extensions,
+        "swept_seeds": swept, "seeds": seeds, "k": k, "load_average_start": os.getloadavg(),
+    }  # fmt: skip
     runs: dict[tuple, dict] = {}
     if args.resume and args.json and Path(args.json).is_file():  # runs of an interrupted bench, same settings
         for key, value in json.loads(Path(args.json).read_text())["runs"].items():
             arm, shot, lr, seed = key.split("/")
             runs[(arm, int(shot), float(lr), int(seed))] = value
-    record: dict = {"setup": header, "rows": []}
+    record: dict = {"setup": setup, "rows": []}
 
     def save() -> None:
         if args.json:  # after every run, so an interrupted bench keeps its runs and finished rows
@@ -236,72 +266,109 @@ def main() -> None:
         print(*key, f"{result['test']:.3f}", flush=True)
         save()
 
+    def tune(arm: str, shot: int, seed: int) -> dict:
+        def run(lr: float) -> dict:
+            run_missing(run_key, [(arm, shot, lr, seed)], runs, 1, on_result)
+            return runs[(arm, shot, lr, seed)]
+
+        result = sweep(run, lrs, score=lambda r: converged(r["val"]), max_extensions=args.max_extensions)
+        return {"lr": result.best, "at_edge": result.at_edge}
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         genes, cost, ancestry = learngenes(work, args.backbone, k)
         CONTEXT.update(genes=genes, ancestry=ancestry, epochs=args.epochs, work=work)
         record["layers"] = {a: g.spec["layers"] for a, g in genes.items() if a in LAYER_ARMS}
-        sweep = seeds[: args.sweep_seeds]  # the same sweep for every arm
-        best: dict[tuple[str, int], float] = {}
+        best: dict[tuple[str, int, int], dict] = {}  # (arm, shot, seed) -> {"lr", "at_edge"}
         for shot in shots:  # shot by shot, so an interrupted bench has its smaller shot counts complete
-            run_missing(run_key, [(a, shot, lr, s) for a in arms for lr in lrs for s in sweep], runs, args.workers,
-                        on_result)  # fmt: skip
+            run_missing(
+                run_key,
+                [(a, shot, lr, s) for a in arms for s in swept for lr in lrs],
+                runs,
+                args.workers,
+                on_result,
+            )  # fmt: skip  (the grid, in parallel; then each sweep extends its own)
             for arm in arms:
-                final = {
-                    lr: statistics.mean(runs[(arm, shot, lr, s)]["val"][-1] for s in sweep) for lr in lrs
-                }
-                best[(arm, shot)] = max(lrs, key=final.get)
-            run_missing(run_key, [(a, shot, best[(a, shot)], s) for a in arms for s in seeds], runs, args.workers,
-                        on_result)  # fmt: skip
-            record["rows"] += summarise(runs, best, arms, [shot], seeds, lrs, cost)
+                for seed in swept:
+                    best[(arm, shot, seed)] = tune(arm, shot, seed)
+                for seed in seeds[len(swept) :]:
+                    best[(arm, shot, seed)] = best[(arm, shot, swept[0])]
+            run_missing(run_key, [(a, shot, best[(a, shot, s)]["lr"], s) for a in arms for s in seeds], runs,
+                        args.workers, on_result)  # fmt: skip
+            record["rows"] += summarise(runs, best, arms, shot, seeds, cost)
+            setup["load_average_end"] = os.getloadavg()
             save()
-    print(header)
+    print(describe(setup))
     print(table(record["rows"]))
     print("learngene layers:", record["layers"])
     if args.png:
         plot(record["rows"], arms, shots, Path(args.png))
 
 
-def summarise(
-    runs: dict,
-    best: dict,
-    arms: tuple,
-    shots: list[int],
-    seeds: list[int],
-    lrs: list[float],
-    cost: dict,
-) -> list[dict]:
+def machine() -> str:
+    """The CPU model and core count."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []  # fmt: skip
+    return f"{models[0] if models else platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+
+
+def describe(setup: dict) -> str:
+    load = "/".join(f"{x:.1f}" for x in setup["load_average_start"])
+    end = "/".join(f"{x:.1f}" for x in setup.get("load_average_end", ()))
+    return (
+        f"{setup['machine']} (shared), {setup['threads']} torch thread, {setup['workers']} worker(s), torch "
+        f"{setup['torch']}; backbone {setup['backbone']}, {setup['epochs']} epochs, lr grid {setup['lrs']} (+ up to "
+        f"{setup['max_extensions']} extensions past an edge), swept on seeds {setup['swept_seeds']}, seeds "
+        f"{setup['seeds']}, k={setup['k']}; load average (1/5/15 min) {load} at start, {end} at end"
+    )
+
+
+def converged(curve: list[float]) -> float:
+    """A run's validation plateau: its mean accuracy over the last quarter of epochs."""
+    return plateau(list(enumerate(curve, 1)))
+
+
+def epochs_to_reach(curve: list[float], target: float) -> int | None:
+    """The first epoch (1-based) whose validation accuracy is at least `target`; None if none is."""
+    return steps_to_reach(list(enumerate(curve, 1)), target)
+
+
+def summarise(runs: dict, best: dict, arms: tuple, shot: int, seeds: list[int], cost: dict) -> list[dict]:
+    """One row per arm at `shot` images per class: every seed's run at that seed's best rate, against random's."""
     rows = []
-    for shot in shots:
-        for arm in arms:
-            lr = best[(arm, shot)]
-            tests = [runs[(arm, shot, lr, s)]["test"] for s in seeds]
-            reach = []
-            for s in seeds:
-                target = runs[("random", shot, best[("random", shot)], s)]["val"][-1]
-                curve = runs[(arm, shot, lr, s)]["val"]
-                reach.append(next((i + 1 for i, v in enumerate(curve) if v >= target), None))
-            rows.append({
-                "arm": arm, "shots": shot, "lr": lr, "test_mean": statistics.mean(tests),
-                "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0, "tests": tests,
-                "epochs_to_random_final": reach, "prior_steps": cost[arm], "parameters": runs[(arm, shot, lr, seeds[0])]["parameters"],
-                "lr_at_sweep_edge": lr in (min(lrs), max(lrs)),
-            })  # fmt: skip
+    for arm in arms:
+        mine = [runs[(arm, shot, best[(arm, shot, s)]["lr"], s)] for s in seeds]
+        random = [runs[("random", shot, best[("random", shot, s)]["lr"], s)] for s in seeds]
+        tests = [r["test"] for r in mine]
+        rows.append({
+            "arm": arm, "shots": shot, "lrs": [best[(arm, shot, s)]["lr"] for s in seeds],
+            "at_edge": [best[(arm, shot, s)]["at_edge"] for s in seeds],
+            "tests": tests, "test_mean": statistics.mean(tests),
+            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "seeds_above_random": sum(r["test"] > b["test"] for r, b in zip(mine, random)),
+            "epochs_to_converge": [epochs_to_reach(r["val"], converged(r["val"])) for r in mine],
+            "epochs_to_random_plateau": [epochs_to_reach(r["val"], converged(b["val"])) for r, b in zip(mine, random)],
+            "epochs": len(mine[0]["val"]), "prior_steps": cost[arm], "parameters": mine[0]["parameters"],
+        })  # fmt: skip
     return rows
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| shots/class | arm | parameters | best lr | test acc (mean ± std over seeds) | epochs to random's final val "
-        "acc (per seed) | optimizer steps spent before the descendant |",
-        "|---|---|---|---|---|---|---|",
+        "| shots/class | arm | parameters | best lr per seed (* sweep edge) | test acc (mean ± std) | seeds above "
+        "random | epochs to converge (per seed) | epochs to random's plateau (per seed) | optimizer steps spent "
+        "before the descendant |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        reach = ", ".join("-" if e is None else str(e) for e in r["epochs_to_random_final"])
-        edge = " (sweep edge)" if r["lr_at_sweep_edge"] else ""
+        lrs = ", ".join(f"{lr:g}{'*' if edge else ''}" for lr, edge in zip(r["lrs"], r["at_edge"]))
+        above = "-" if r["arm"] == "random" else f"{r['seeds_above_random']}/{len(r['tests'])}"
+        converge = ", ".join(map(str, r["epochs_to_converge"]))
+        reach = ", ".join("-" if e is None else str(e) for e in r["epochs_to_random_plateau"])
         lines.append(
-            f"| {r['shots']} | {r['arm']} | {r['parameters']:,} | {r['lr']:g}{edge} | {r['test_mean']:.3f} ± "
-            f"{r['test_std']:.3f} | {reach} | {r['prior_steps']:,} |"
+            f"| {r['shots']} | {r['arm']} | {r['parameters']:,} | {lrs} | {r['test_mean']:.3f} ± {r['test_std']:.3f} "
+            f"| {above} | {converge} | {reach} | {r['prior_steps']:,} |"
         )
     return "\n".join(lines)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate.utils import set_seed
 from torch import nn
 
@@ -12,12 +13,12 @@ from .. import experiment
 from ..checkpoint import load_model_weights, read_metadata
 from ..config import ExperimentConfig, ModelConfig, from_dict, read_yaml_file, to_dict
 from ..distill import Distiller
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, first_line
 from ..models import build_model, count_parameters
 from .anatomy import VIT_NAME
 from .artifact import Learngene
 from .auxnet import AuxNet
-from .backbones import HFCausalLM
+from .backbones import HFCausalLM, backbone_of
 from .config import AncestryConfig, ExtractConfig
 from .methods import LearngeneMethod
 
@@ -83,9 +84,18 @@ def aux_template(
 
 
 def extract(
-    method: LearngeneMethod, cfg: ExtractConfig, output_dir: str | Path, *, resume: bool = False
+    method: LearngeneMethod,
+    cfg: ExtractConfig,
+    output_dir: str | Path,
+    *,
+    resume: bool = False,
+    start: Learngene | None = None,
 ) -> tuple[Learngene, dict[str, float]]:
-    """Train the aux net of `method` by distillation and save the learngene in `output_dir`."""
+    """Train the aux net of `method` by distillation and save the learngene in `output_dir`.
+
+    With `start`, the aux net begins as that learngene's (its tensors, inherited parts and head), so a
+    distillation can continue on other data or from another teacher (e.g. task after task along a stream).
+    """
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise CheckpointError(
@@ -108,7 +118,7 @@ def extract(
     set_seed(cfg.seed)  # the aux net and the fresh learngene are initialised from the config's seed
     depth = len(method.aux_layout(spec))
     template = aux_template(cfg, depth, splits.num_classes, splits.input_shape, splits.vocab_size)
-    aux = AuxNet(template, method, spec)
+    aux = AuxNet(template, method, spec) if start is None else _aux_from(start, template, method, spec)
     distiller = Distiller(teacher, run.task, cfg.distill, label_smoothing=cfg.train.label_smoothing)
     metrics = experiment.train(
         cfg, output_dir / AUX_RUN, resume=resume, model=aux, run=run, loss_fn=distiller,
@@ -117,6 +127,30 @@ def extract(
     learngene = _collect(method, aux, spec, cfg, source, count_parameters(teacher), run.splits.description)
     learngene.save(output_dir)
     return learngene, metrics
+
+
+def _aux_from(start: Learngene, template: nn.Module, method: LearngeneMethod, spec: dict[str, Any]) -> AuxNet:
+    """The aux net on `template` whose learngene, inherited parts and head are `start`'s."""
+    backbone = backbone_of(template)
+    heads = set(backbone.head_names(template))
+    parts = {n.removeprefix("inherited."): t for n, t in start.tensors.items() if n.startswith("inherited.")}
+    parts.update({n: t for n, t in start.tensors.items() if n in heads})
+    genes = {n: t for n, t in start.tensors.items() if not n.startswith("inherited.") and n not in heads}
+    aux = AuxNet(template, method, spec, backbone=backbone)
+    mine = aux.learngene_tensors()
+    misfits = sorted(set(genes) ^ set(mine)) + [
+        n for n in mine if n in genes and genes[n].shape != mine[n].shape
+    ]
+    if misfits:
+        raise ConfigError(f"the start learngene does not fit this aux net: tensor {misfits[0]}")
+    try:
+        template.load_state_dict(parts, strict=False)
+    except RuntimeError as error:
+        raise ConfigError(f"the start learngene does not fit this aux net: {first_line(error)}") from None
+    with torch.no_grad():
+        for name, tensor in mine.items():
+            tensor.copy_(genes[name])
+    return aux
 
 
 def _collect(
