@@ -97,7 +97,8 @@ def results(tmp_path_factory, ancestry_dir, condensed_dir):
         "ancestry trained on other images": (condense("o4", ancestry_dir, "data.image_size=32"), "the ancestry (vit_tiny_patch16_224 from"),
         "meta_lr=.nan": (condense("o5", ancestry_dir, "method.meta_lr=.nan"), "'method.meta_lr' must be a finite number"),
         "unknown key": (condense("o6", ancestry_dir, "method.bogus=1"), "'method.bogus'"),
-        "NaN loss": (condense("o7", ancestry_dir, "train.lr=1e30"), "loss became nan"),
+        "NaN loss": (condense("o7", ancestry_dir, "train.lr=1e30"), "loss became nan at step 2 (epoch 1); the last checkpoint is kept; try a lower train.lr"),
+        "meta-training diverges": (condense("o9", ancestry_dir, "method.meta_lr=1e8"), "try a lower method.meta_lr"),
         "truncated learngene manifest": (["train", "--learngene", str(truncated), "--config", "tiny-descendant", "--output-dir", str(tmp / "o8")], "manifest.json is not valid JSON"),
     }  # fmt: skip
     return run_named_console_cases("auto_learngene.cli", cases)
@@ -114,6 +115,7 @@ def results(tmp_path_factory, ancestry_dir, condensed_dir):
         "meta_lr=.nan",
         "unknown key",
         "NaN loss",
+        "meta-training diverges",
         "truncated learngene manifest",
     ],
 )

@@ -8,6 +8,8 @@ CE + beta * L_transfer with phi held fixed. Weights are accumulated for the fina
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad
@@ -43,6 +45,7 @@ class MetaTransferLoss:
         self.optimizer = torch.optim.Adam(meta.parameters(), lr=spec.meta_lr)
         self.calls = 0
         self.meta_losses: list[float] = []
+        self.last_ce: Tensor | None = None  # the last step's cross-entropy, to tell whose loop diverged
 
     def meta_step(self, student: nn.Module, inputs: Tensor, targets: Tensor, sources: list[Tensor]) -> float:
         """One update of phi through `inner_steps` matching steps and one CE step of a functional copy of theta."""
@@ -81,6 +84,16 @@ class MetaTransferLoss:
         self.optimizer.load_state_dict(state["optimizer"])
         self.calls, self.meta_losses = int(state["calls"]), [float(v) for v in state["meta_losses"]]
 
+    def divergence_hint(self) -> str | None:
+        """For the Trainer's non-finite message: when phi or the meta loss became non-finite while the
+        pseudo-descendant's own cross-entropy was still finite, the meta loop diverged: name its keys."""
+        meta_finite = all(torch.isfinite(p).all() for p in self.meta.parameters()) and all(
+            math.isfinite(v) for v in self.meta_losses[-1:]
+        )
+        if meta_finite or self.last_ce is None or not torch.isfinite(self.last_ce):
+            return None
+        return "the meta-training diverged first: try a lower method.meta_lr (or method.inner_lr)"
+
     def probe(self, model: nn.Module, inputs: Tensor, targets: Tensor) -> None:
         """The loss on one batch without the meta step, for the Trainer's check before step 1 (eval mode, no
         gradients): phi, its optimizer and the step count stay as they are."""
@@ -97,6 +110,7 @@ class MetaTransferLoss:
             weights = self.meta(sources)
         logits, transfer = model(inputs, sources, weights)
         ce = self.task.loss(logits, targets)
+        self.last_ce = ce.detach()
         loss = ce + self.spec.transfer_weight * transfer
         parts = {"ce": ce.detach(), "transfer": transfer.detach()}
         if self.meta_losses:

@@ -10,7 +10,9 @@ Methods extend it through a handful of named hooks instead of copying it:
 - `eval_fn(trainer, dataloader, split) -> metrics` replaces the default evaluation.
 A `loss_fn`, loss term or callback that keeps state across steps (a meta-network and its optimizer, running
 sums) defines `checkpoint_state() -> dict` and `restore_checkpoint_state(state)`: that state goes into every
-`checkpoints/last`, so a resumed run continues it exactly.
+`checkpoints/last`, so a resumed run continues it exactly. One whose own loop can diverge (a meta-network with
+its own learning rate) defines `divergence_hint() -> str | None`: asked when the loss or a parameter becomes
+non-finite, it names the config key to change instead of the default `train.lr` hint.
 
 The same code runs on CPU, one GPU or many GPUs (`accelerate launch`), with mixed precision from the config.
 """
@@ -310,7 +312,7 @@ class Trainer:
         if not math.isfinite(value):
             raise TrainingError(
                 f"loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); the last "
-                "checkpoint is kept; try a lower train.lr or set train.max_grad_norm"
+                f"checkpoint is kept; {self._divergence_hint()}"
             )
         return loss, value, parts
 
@@ -378,8 +380,16 @@ class Trainer:
             if param.requires_grad and not torch.isfinite(param).all():
                 raise TrainingError(
                     f"parameter {name} became non-finite at step {self.state.step}; nothing saved, the last "
-                    "good checkpoint is kept; try a lower train.lr or set train.max_grad_norm"
+                    f"good checkpoint is kept; {self._divergence_hint()}"
                 )
+
+    def _divergence_hint(self) -> str:
+        """What to change after a non-finite value: a hook's own hint (its loop diverged), else train.lr."""
+        for hook in [self.loss_fn, *self.loss_terms]:
+            hint = hook.divergence_hint() if hasattr(hook, "divergence_hint") else None
+            if hint:
+                return hint
+        return "try a lower train.lr or set train.max_grad_norm"
 
     def _save_model(self, name: str, metrics: dict[str, Any]) -> None:
         self._check_finite_parameters()
