@@ -1,4 +1,5 @@
-"""The numbers behind the learngene cost benchmark, on hand-written curves: plateau, steps to reach, cost ratios."""
+"""The numbers behind the learngene benchmarks, on hand-written curves: plateau, steps to reach, data fraction to
+reach, cost ratios."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from learngene_core.learngene.cost import (
     CostRatios,
     cost_ratios,
     forward_flops,
+    fraction_to_reach,
     plateau,
     step_flops,
     steps_to_reach,
@@ -88,3 +90,31 @@ def test_compare_rows_count_epochs_to_scratchs_final_value():
     table = format_table([*depth_rows(4, "accuracy", curves), *depth_rows(4, "accuracy", never)][1::2], 4)
     assert "| 4 | learngene | 100 | 0.500 | 0.800 | 2/4 |" in table
     assert "| 4 | learngene | 100 | 0.100 | 0.500 | not in 4 |" in table
+
+
+LOSS_BY_FRACTION = [(1.0, 3.0), (0.25, 3.6), (0.5, 3.2), (0.75, 3.05)]  # unsorted on purpose
+
+
+def test_fraction_to_reach_interpolates_between_the_fractions_around_the_first_crossing():
+    # 3.1 lies between 0.5 (3.2, misses) and 0.75 (3.05, reaches): 0.5 + 0.25 * (3.2 - 3.1) / (3.2 - 3.05)
+    assert fraction_to_reach(LOSS_BY_FRACTION, 3.1, higher_is_better=False) == pytest.approx(
+        0.5 + 0.25 * 2 / 3
+    )
+    # reached exactly at a measured point: no interpolation
+    assert fraction_to_reach(LOSS_BY_FRACTION, 3.2, higher_is_better=False) == 0.5
+    assert fraction_to_reach(LOSS_BY_FRACTION, 3.0, higher_is_better=False) == 1.0
+    accuracy = [(f, -loss) for f, loss in LOSS_BY_FRACTION]
+    assert fraction_to_reach(accuracy, -3.1) == pytest.approx(0.5 + 0.25 * 2 / 3)
+
+
+def test_fraction_to_reach_takes_the_first_crossing_and_bounds_or_refuses_the_rest():
+    noisy = [(0.25, 3.6), (0.5, 3.0), (0.75, 3.3), (1.0, 2.9)]  # reaches at 0.5, misses at 0.75
+    assert fraction_to_reach(noisy, 3.1, higher_is_better=False) == pytest.approx(0.25 + 0.25 * 5 / 6)
+    assert fraction_to_reach(LOSS_BY_FRACTION, 4.0, higher_is_better=False) == 0.25  # the smallest measured
+    assert fraction_to_reach(LOSS_BY_FRACTION, 2.5, higher_is_better=False) is None  # never reached
+    diverged = [(0.25, float("nan")), (0.5, 3.0)]
+    assert fraction_to_reach(diverged, 3.1, higher_is_better=False) == 0.5  # nothing to interpolate from
+    with pytest.raises(ValueError, match="one metric per data fraction"):
+        fraction_to_reach([(0.5, 3.0), (0.5, 3.1)], 3.0)
+    with pytest.raises(ValueError, match="one metric per data fraction"):
+        fraction_to_reach([], 3.0)

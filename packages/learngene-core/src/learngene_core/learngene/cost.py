@@ -1,4 +1,5 @@
-"""What a learngene saves: steps to reach scratch's plateau, and training cost against scratch in FLOPs.
+"""What a learngene saves: steps to reach scratch's plateau, the data fraction needed for a loss, and training cost
+against scratch in FLOPs.
 
 A curve is a list of (optimizer step, validation metric) pairs, as `metrics.jsonl` records them. The cost of a
 training step is batch x (3 x forward FLOPs + the teacher's forward FLOPs when distilling): the backward pass
@@ -33,6 +34,29 @@ def steps_to_reach(curve: Curve, target: float, higher_is_better: bool = True) -
     for step, value in curve:
         if (value >= target) if higher_is_better else (value <= target):
             return step
+    return None
+
+
+def fraction_to_reach(
+    points: Sequence[tuple[float, float]], target: float, higher_is_better: bool = True
+) -> float | None:
+    """The smallest fraction of the training data whose converged metric reaches `target`, read off a curve.
+
+    `points` are (data fraction, converged metric) pairs. Going up the fractions, at the first one that reaches
+    `target` the fraction is interpolated linearly between it and the fraction below (which did not reach it).
+    The smallest fraction measured is returned when it already reaches `target` (a bound: less data was not
+    measured); None when no fraction does.
+    """
+    curve = sorted(points)
+    fractions = [f for f, _ in curve]
+    if not curve or len(set(fractions)) < len(fractions):
+        raise ValueError(f"need one metric per data fraction, got fractions {fractions}")
+    for i, (fraction, value) in enumerate(curve):
+        if (value >= target) if higher_is_better else (value <= target):
+            if i == 0 or not math.isfinite(curve[i - 1][1]):
+                return fraction
+            below, missed = curve[i - 1]
+            return below + (fraction - below) * (missed - target) / (missed - value)
     return None
 
 
