@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -191,5 +192,6 @@ def test_metatrain_resume_starts_an_unfinished_run_over_in_place(capsys, tmp_pat
     code, _, _ = run(capsys, *argv, "--resume")
     assert code == 0 and (out / "nino.pt").is_file() and not (out / ".nino.pt.x1.tmp").exists()
     assert sorted(p.name for p in out.glob("nino-step*.pt")) == ["nino-step00002.pt", "nino-step00004.pt"]
+    shutil.rmtree(out / "checkpoints")  # a run finished without a checkpoint to resume (older versions)
     code, _, err = run(capsys, *argv, "--resume")
-    assert_user_error(code, err, "finished run")
+    assert_user_error(code, err, "finished run")  # is never cleared

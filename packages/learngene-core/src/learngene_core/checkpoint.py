@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -31,6 +33,7 @@ from .errors import CheckpointError
 WEIGHTS_NAME = "model.safetensors"
 METADATA_NAME = "metadata.json"
 STATE_NAME = "training_state.pt"
+LAST_DIR = "checkpoints/last"  # the resumable checkpoint inside a run directory
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -274,6 +277,30 @@ def save_training_checkpoint(
         torch.save(training_state, tmp / STATE_NAME)
 
     return write_dir_atomically(Path(directory), fill)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNG states (python, numpy, torch, cuda) in a form `torch.load(weights_only=True)` reads back."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` returned."""
+    version, *rest = state["python"]
+    random.setstate((version, tuple(rest[0]), rest[1]))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:

@@ -5,7 +5,8 @@ torch thread (tiny models: threads cost more than they save, and a busy machine 
 `tiny_lm_config` builds the small Llama / GPT-2 configs the learngene LM tests share; `write_fake_cifar100` writes a
 random-pixel dataset in the CIFAR-100 python layout for tests of presets that read it from a local path.
 `interrupt_console_cases` runs console scripts that get a real Ctrl-C after their first optimizer step;
-`interrupt_after_checkpoint` stops a Trainer run right after a checkpoint (`interrupt_after_first_step`: before any)
+`interrupt_after_checkpoint` stops a Trainer run right after a checkpoint (`interrupt_after_first_step`: before any;
+`interrupt_after_steps`: after any number of optimizer steps)
 and `recorded_steps` lists the steps
 runs make, to test `--resume` of a console script in process.
 """
@@ -111,10 +112,23 @@ def interrupt_after_checkpoint(count: int = 1) -> Iterator[None]:
 def interrupt_after_first_step() -> Iterator[None]:
     """Inside the block, a KeyboardInterrupt (a Ctrl-C) right after the first optimizer step of any optimizer: a run
     stopped before its first checkpoint, in process."""
+    with interrupt_after_steps(1):
+        yield
+
+
+@contextlib.contextmanager
+def interrupt_after_steps(count: int) -> Iterator[None]:
+    """Inside the block, a KeyboardInterrupt (a Ctrl-C) right after the `count`-th optimizer step of any optimizer
+    (of torch's: a wrapper that steps a base optimizer counts the base's steps), to stop a run mid-way in process."""
     from torch.optim.optimizer import register_optimizer_step_post_hook
 
+    steps = 0
+
     def interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt
+        nonlocal steps
+        steps += 1
+        if steps == count:
+            raise KeyboardInterrupt
 
     handle = register_optimizer_step_post_hook(interrupt)
     try:

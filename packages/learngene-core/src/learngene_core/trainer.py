@@ -20,14 +20,12 @@ The same code runs on CPU, one GPU or many GPUs (`accelerate launch`), with mixe
 from __future__ import annotations
 
 import math
-import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, send_to_device, set_seed
@@ -36,13 +34,16 @@ from torch.utils.data import DataLoader, IterableDataset, default_collate
 from tqdm.auto import tqdm
 
 from .checkpoint import (
+    LAST_DIR,
     STATE_NAME,
     load_model_weights,
     load_training_state,
     read_metadata,
     recover_dir,
+    rng_state,
     save_model_dir,
     save_training_checkpoint,
+    set_rng_state,
     trainable_state_dict,
 )
 from .config import TrainConfig
@@ -54,7 +55,6 @@ from .threads import thread_record
 LossFn = Callable[[nn.Module, Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]
 LossTerm = Callable[[nn.Module, Any, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
 
-LAST_DIR = "checkpoints/last"
 BEST_DIR = "best"
 FINAL_DIR = "final"
 
@@ -116,28 +116,6 @@ def _check_not_empty(loaders: dict[str, DataLoader | None]) -> None:
         if empty:
             hint = "; give the dataset one (e.g. data.options.val_fraction=0.1)" if split == "val" else ""
             raise DataError(f"the {split} split is empty (0 batches){hint}")
-
-
-def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    version, *rest = state["python"]
-    random.setstate((version, tuple(rest[0]), rest[1]))
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class Trainer:
@@ -417,7 +395,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "extra_modules": self.accelerator.unwrap_model(self.extra_modules).state_dict(),
-            "rng": _rng_state(),
+            "rng": rng_state(),
             "train_state": asdict(self.state),
             "hooks": [hook.checkpoint_state() for hook in self._stateful_hooks()],
         }
@@ -495,7 +473,7 @@ class Trainer:
         loader = self._raw_train_loader
         if isinstance(loader.dataset, IterableDataset) or not len(loader.dataset):  # type: ignore[arg-type]
             return
-        rng = _rng_state()
+        rng = rng_state()
         modules = (self.model, self.extra_modules)
         modes = [m.training for m in modules]
         try:
@@ -520,10 +498,10 @@ class Trainer:
         finally:
             for module, mode in zip(modules, modes):
                 module.train(mode)
-            _set_rng_state(rng)
+            set_rng_state(rng)
 
     def _restore_pending_rng(self) -> None:
-        _set_rng_state(self._pending_rng)
+        set_rng_state(self._pending_rng)
         self._pending_rng = None
 
     def _finish(self) -> dict[str, float]:

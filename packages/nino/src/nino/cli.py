@@ -40,7 +40,9 @@ def _output_dir(path: str) -> Path:
     """Refuse a non-empty output directory before any work (existing outputs are never overwritten)."""
     out = Path(path)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise CheckpointError(f"output dir {out} is not empty; choose another")
+        raise CheckpointError(
+            f"output dir {out} is not empty; pass --resume to continue its run or choose another"
+        )
     return out
 
 
@@ -65,25 +67,60 @@ def cmd_metatrain(args: argparse.Namespace) -> int:
 
     overrides = overrides_of(args) + (["global_norm=true"] if args.global_norm else [])
     cfg = load_config(args.config, overrides, cls=MetatrainConfig, package=PRESETS)
-    if args.resume:
-        _start_over_in(Path(args.output), METATRAIN_OUTPUTS, "nino metatrain")
-    _output_dir(args.output)
+    out = Path(args.output)
+    resume = args.resume and _continues(out, cfg, METATRAIN_OUTPUTS, "nino metatrain")
+    if not resume:
+        _output_dir(args.output)
     try:
-        path = metatrain(cfg, args.data, args.output, init=args.init)
+        path = metatrain(cfg, args.data, out, init=args.init, resume=resume)
     except LearngeneError as exc:
-        if not Path(args.output, "config.yaml").exists():  # failed before writing anything
+        if resume and isinstance(exc, CheckpointError):  # e.g. another --data: nothing was changed
             raise
-        raise type(exc)(f"{exc}; after fixing it, add --resume to the same command to start over") from None
+        raise type(exc)(f"{exc}{_after_failure(out)}") from None
     print(f"NiNo checkpoint: {path}")
     return 0
 
 
+def _after_failure(out: Path) -> str:
+    """What to do after a run in `out` failed: nothing written yet, start over, or continue its checkpoint."""
+    from .runstate import has_checkpoint
+
+    if not Path(out, "config.yaml").exists():  # failed before writing anything
+        return ""
+    if has_checkpoint(out):
+        return "; its last checkpoint is kept: after fixing it, add --resume to the same command to continue"
+    return "; after fixing it, add --resume to the same command to start over"
+
+
+def _continues(out: Path, cfg, outputs: frozenset[str], command: str) -> bool:
+    """--resume: True when `out` holds a checkpoint to continue (with the same config: else one error);
+    False when the run stopped before its first checkpoint, whose files are then cleared to start over."""
+    from learngene_core.experiment import check_output_dir
+
+    from .runstate import has_checkpoint
+
+    if out.is_dir() and has_checkpoint(out):
+        check_output_dir(out, cfg, resume=True)
+        return True
+    _start_over_in(out, outputs, command)
+    return False
+
+
 # what `nino train` / `nino metatrain` write into their output dirs (what --resume may clear)
 TRAIN_OUTPUTS = frozenset(
-    {"config.yaml", "metrics.jsonl", "summary.json", "loss.png", "compare.png", "adamw", "nino"}
+    {
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "loss.png",
+        "compare.png",
+        "adamw",
+        "nino",
+        "checkpoints",
+    }
 )
 METATRAIN_OUTPUTS = frozenset(
-    {"config.yaml", "metrics.jsonl", "summary.json", "metrics.png", "nino.pt", "nino-step*.pt"}
+    {"config.yaml", "metrics.jsonl", "summary.json", "metrics.png", "nino.pt", "nino-step*.pt", "checkpoints"}
 )
 
 
@@ -220,8 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--global-norm", action="store_true", help="one mu/sigma for LM trajectories (A.5 quirk)")
     p.add_argument(
         "--resume", action="store_true",
-        help="rerun an interrupted or failed run in place: its files are cleared and it starts over "
-        "(to keep its last saved weights, start a new run with --init OUTPUT/nino.pt instead)",
+        help="continue an interrupted run from its last checkpoint (same command; a run stopped before its "
+        "first checkpoint is cleared and starts over)",
     )  # fmt: skip
     p.set_defaults(fn=cmd_metatrain)
 

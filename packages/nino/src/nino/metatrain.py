@@ -240,6 +240,12 @@ def batch_loss(model: torch.nn.Module, windows: list[Window]) -> torch.Tensor:
     return error[mask].mean()
 
 
+def _python_rng_state(saved: Any) -> tuple:
+    """A `random.Random` state as `setstate` takes it (a saved one may come back with lists for tuples)."""
+    version, internal, gauss = saved
+    return version, tuple(internal), gauss
+
+
 def persistence_loss(windows: list[Window]) -> float:
     """The same L1 loss for "no change" (every horizon = the latest input state): the bar NiNo must beat."""
     total = sum(float((w.target - w.latest[:, None]).abs().sum()) for w in windows)
@@ -247,13 +253,23 @@ def persistence_loss(windows: list[Window]) -> float:
 
 
 def metatrain(
-    cfg: MetatrainConfig, data_dir: str | Path, output_dir: str | Path, init: str | Path | None = None
+    cfg: MetatrainConfig,
+    data_dir: str | Path,
+    output_dir: str | Path,
+    init: str | Path | None = None,
+    resume: bool = False,
 ) -> Path:
-    """Meta-train NiNo on the trajectories in `data_dir`; write nino.pt, metrics.jsonl, config.yaml, a PNG."""
+    """Meta-train NiNo on the trajectories in `data_dir`; write nino.pt, metrics.jsonl, config.yaml, a PNG.
+
+    Every `checkpoint_every` steps (and at the end) `checkpoints/last` gets the network, AdamW's state, the
+    step, the sampler's and the global RNG states and the loss sums since the last log; `resume` continues
+    from there (with the same config, data and init), bitwise as if the run had not stopped.
+    """
     from .checkpoint import load_nino, save_nino
+    from .runstate import misfit, resume_from_last, save_last
 
     output_dir = Path(output_dir)
-    if output_dir.is_dir() and any(output_dir.iterdir()):
+    if not resume and output_dir.is_dir() and any(output_dir.iterdir()):
         raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
     dataset = open_dataset(data_dir)
     for trajectory in dataset.trajectories:
@@ -266,11 +282,24 @@ def metatrain(
     model.snapshot_every = spacing  # the horizon unit of what it learns here
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, output_dir / "config.yaml")
+    origin = {"data": str(Path(data_dir).resolve()), "init": str(Path(init).resolve()) if init else None}
     log = MetricsLog(output_dir / "metrics.jsonl")
-    started, running = time.perf_counter(), []
-    bar = tqdm(range(1, cfg.steps + 1), desc="metatrain", disable=not cfg.progress)
+    done, running, elapsed = 0, [], 0.0
+    if resume:
+        state = resume_from_last(output_dir, model, origin)
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            rng.setstate(_python_rng_state(state["sampler_rng"]))
+            done, running, elapsed = int(state["step"]), list(state["running"]), float(state["seconds"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise misfit(output_dir, exc) from None
+        log.truncate_after(done)
+    else:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, output_dir / "config.yaml")
+    started = time.perf_counter() - elapsed
+    bar = tqdm(range(done + 1, cfg.steps + 1), desc="metatrain", disable=not cfg.progress,
+               initial=done, total=cfg.steps)  # fmt: skip
     for step in bar:
         lr = cosine_lr(step - 1, cfg.steps, cfg.lr, cfg.min_lr)
         for group in optimizer.param_groups:
@@ -295,6 +324,9 @@ def metatrain(
             save_nino(model, output_dir / CHECKPOINT_NAME, snapshot_every=spacing)
             if cfg.keep_checkpoints:
                 save_nino(model, output_dir / f"nino-step{step:05d}.pt", snapshot_every=spacing)
+            state = {"step": step, "optimizer": optimizer.state_dict(), "sampler_rng": rng.getstate(),
+                     "running": running, "seconds": time.perf_counter() - started}  # fmt: skip
+            save_last(output_dir, model, state, {**origin, "step": step})
     plot_metrics(log.records, output_dir / "metrics.png", title="NiNo meta-training (L1, normalised)")
     summary = {"steps": cfg.steps, "trajectories": len(dataset), "tasks": dataset.tasks(),
                "snapshot_every": spacing, "final_loss": log.records[-1]["loss"],
