@@ -198,6 +198,7 @@ def main() -> None:
             "--fractions must lie in (0, 1] and include 1.0 (the learning rates are swept on full data)"
         )
     lrs = [float(x) for x in args.lrs.split(",")]
+    load_start = os.getloadavg()[0]
     runs: dict[tuple, dict] = {}
     sweeps: dict[tuple, dict] = {}
     resumed = (
@@ -254,7 +255,8 @@ def main() -> None:
     rows = summarise(runs, sweeps, seeds, fractions)
     cpu = sum(run["cpu_s"] for run in runs.values() if "cpu_s" in run)
     header = (
-        f"{platform.machine()}, {os.cpu_count()} cores (shared, loaded), 1 torch thread, torch {torch.__version__}; "
+        f"{platform.machine()}, {os.cpu_count()} cores (shared, load average {load_start:.1f} at the start, "
+        f"{os.getloadavg()[0]:.1f} at the end), 1 torch thread, torch {torch.__version__}; "
         f"{args.workers} worker(s); {args.epochs} full-data epochs of steps at constant lr, sweep from {lrs} per arm "
         f"and seed, seeds {seeds}, fractions {fractions}, learngene layers {layers}; "
         f"{len(runs)} fine-tunes, {cpu / 60:.0f} CPU minutes"
