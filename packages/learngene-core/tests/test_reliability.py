@@ -20,8 +20,13 @@ from learngene_core.cli import main
 from learngene_core.clitools import run_cli
 from learngene_core.config import load_config, save_config
 from learngene_core.errors import CheckpointError
-from learngene_core.metrics import read_metrics
-from learngene_core.testing import HostilePickle, one_error_line, run_named_console_cases
+from learngene_core.metrics import read_metrics, repair_jsonl
+from learngene_core.testing import (
+    HostilePickle,
+    interrupt_after_checkpoint,
+    one_error_line,
+    run_named_console_cases,
+)
 
 QUICK = ["train.epochs=1", "train.progress=false"]
 
@@ -144,13 +149,69 @@ def test_a_run_stopped_by_nan_loss_reruns_in_place(tmp_path, capsys):
     assert steps == sorted(set(steps))  # no records of the failed attempt are left
 
 
-def test_metrics_log_with_a_broken_line_names_it_but_a_cut_off_last_line_is_dropped(tmp_path):
+def test_metrics_log_with_a_broken_line_names_it_but_a_torn_last_line_is_skipped(tmp_path, capsys):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"step": 1, "split": "train"}\n{"step": 2, "spl')
     assert read_metrics(path) == [{"step": 1, "split": "train"}]  # a killed write
+    assert capsys.readouterr().err.count(f"warning: {path}: skipped its torn last line") == 1
     path.write_text('{"step": 1, "split": "train"}\nnot json\n{"step": 3}\n')
     with pytest.raises(CheckpointError, match=r"metrics.jsonl:2: not a JSON record"):
         read_metrics(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "records", "mended"),
+    [
+        (b'{"a": 1}\n{"a": 2, "b', [{"a": 1}], b'{"a": 1}\n'),  # torn inside a record
+        (b'{"a": 1}\n{"a": 2, "b": "caf\xc3', [{"a": 1}], b'{"a": 1}\n'),  # inside a UTF-8 character
+        (b'{"a": 1}\n{"a": 2}', [{"a": 1}, {"a": 2}], b'{"a": 1}\n{"a": 2}\n'),  # only its newline is missing
+        (b'{"a": 1}\n', [{"a": 1}], b'{"a": 1}\n'),
+        (b'{"a', [], b""),
+    ],
+    ids=["torn", "torn-inside-a-character", "no-newline", "whole", "only-line"],
+)  # fmt: skip
+def test_repair_jsonl_cuts_a_torn_last_line_so_appending_continues_the_log(
+    tmp_path, capsys, data, records, mended
+):
+    path = tmp_path / "stream.jsonl"
+    path.write_bytes(data)
+    assert repair_jsonl(path) == records
+    assert path.read_bytes() == mended
+    torn = data[len(mended) :] if len(mended) < len(data) else None
+    warning = f"warning: {path}: dropped its torn last line (a write cut short by a kill): {torn!r}"
+    assert capsys.readouterr().err.splitlines() == ([warning] if torn else [])
+    with path.open("a") as fh:
+        fh.write('{"a": 3}\n')
+    assert read_metrics(path) == [*records, {"a": 3}]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b'{"a": 1}\n{"a": 2\n{"a": 3', r"stream.jsonl:2: not a JSON record"),
+        (b'{"a": 1}\n{"a": "caf\xe9"}\n', r"stream.jsonl is not UTF-8 text \(line 2\)"),
+    ],
+)
+def test_repair_jsonl_refuses_a_broken_line_before_the_last_and_leaves_the_file(tmp_path, data, error):
+    path = tmp_path / "stream.jsonl"
+    path.write_bytes(data)
+    with pytest.raises(CheckpointError, match=error):
+        repair_jsonl(path)
+    assert path.read_bytes() == data
+
+
+def test_resume_after_a_kill_mid_write_drops_the_torn_metrics_line_with_a_warning(tmp_path, capsys):
+    args = ["train", "--config", "digits-vit", "--output-dir", str(tmp_path / "run"), *QUICK]
+    with interrupt_after_checkpoint(1):
+        assert main(args) == 130
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    with metrics.open("a") as fh:  # what `kill -9` in the middle of a record's write leaves
+        fh.write('{"step": 99, "split": "tr')
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert f"warning: {metrics}: dropped its torn last line" in capsys.readouterr().err
+    steps = [(r["step"], r["split"]) for r in read_metrics(metrics)]
+    assert (99, "tr") not in steps and steps == sorted(set(steps), key=steps.index)
 
 
 def test_a_hand_written_config_yaml_in_the_output_dir_is_not_taken_for_a_run(tmp_path, capsys):
