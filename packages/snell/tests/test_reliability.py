@@ -16,6 +16,7 @@ def results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
     torch.save({"state_dict": {"w": HostilePickle()}}, tmp / "evil.pth")
     (tmp / "broken.pth").write_bytes(b"PK\x03\x04 a truncated zip")
+    torch.save({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, tmp / "plain.pth")  # no SNELL branches
     run = tmp / "run"
     run.mkdir()
     (run / "config.yaml").write_bytes(b"model:\n  name: caf\xe9\n")
@@ -35,6 +36,12 @@ def results(tmp_path_factory):
             *overrides,
         ]
 
+    def import_official(out: str, *overrides: str) -> list[str]:
+        return ["import-official", "--checkpoint", str(tmp / "plain.pth"), "--config", "tiny", "--output-dir",
+                str(tmp / out), "model.checkpoint=null", *overrides]  # fmt: skip
+
+    convnext = "model.kwargs={dims: [8, 16, 32, 64], depths: [1, 1, 1, 1]}"  # convnext_atto: conv_mlp=True
+    swin_v2 = "model.kwargs={patch_size: 2, window_size: 4, embed_dim: 16, depths: [1, 1], num_heads: [1, 2]}"
     cases = {
         "no backbone weights": (train("o1", "model.checkpoint=null"), "randomly initialised vit_tiny_patch16_224"),
         "a timm name as backbone": (train("o2", "--backbone", "vit_small_patch16_224"), "--random-backbone"),
@@ -43,8 +50,13 @@ def results(tmp_path_factory):
         "patch larger than the image": (train("o5", "--random-backbone", "model.checkpoint=null", "model.kwargs.patch_size=32"), "cannot run on a training batch"),
         "lr=.inf": ([*train("o6"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "non-UTF-8 run config": (["eval", "--run", str(run)], "config.yaml: not UTF-8"),
+        "official file of no known layout": (import_official("o7"), "not an official SNELL checkpoint"),
+        "official ConvNeXt with conv_mlp": (import_official("o8", "model.name=convnext_atto", convnext), "ConvNeXt with conv_mlp=True (1x1-conv MLPs) is not supported"),
+        "official Swin V2": (import_official("o9", "model.name=swinv2_tiny_window8_256", swin_v2), "Swin V2 (SwinTransformerV2) is not supported"),
     }  # fmt: skip
-    return run_named_console_cases("snell.cli", cases)
+    results = run_named_console_cases("snell.cli", cases)
+    assert not any((tmp / out).exists() for out in ("o7", "o8", "o9"))  # import-official wrote nothing
+    return results
 
 
 CASES = [
@@ -55,6 +67,9 @@ CASES = [
     "patch larger than the image",
     "lr=.inf",
     "non-UTF-8 run config",
+    "official file of no known layout",
+    "official ConvNeXt with conv_mlp",
+    "official Swin V2",
 ]
 
 

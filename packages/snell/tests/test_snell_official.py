@@ -148,6 +148,15 @@ def test_an_official_swin_of_another_window_size_is_refused_not_resized(make_bac
         load_official_state(model, state)
 
 
+def test_an_official_file_into_a_swin_v2_is_refused_by_name(make_backbone):
+    """The Python API refuses it too, before reading a tensor (the CLI case is in test_reliability)."""
+    swin_v2 = timm.create_model("swinv2_tiny_window8_256", img_size=32, patch_size=2, window_size=4,
+                                embed_dim=16, depths=(1, 1), num_heads=(1, 2), num_classes=5)  # fmt: skip
+    state = official_state(make_backbone("swin"), rank=4, sparsity=0.5, kind="swin")
+    with pytest.raises(CheckpointError, match=r"Swin V2 \(SwinTransformerV2\) is not supported"):
+        load_official_state(get_snell_model(swin_v2, SnellConfig(rank=4, sparsity=0.5)), state)
+
+
 def test_sparsity_that_does_not_match_the_factors_is_refused(make_backbone):
     state = official_state(make_backbone("vit"), rank=4, sparsity=0.5)
     model = get_snell_model(make_backbone("vit"), SnellConfig(rank=4, sparsity=0.0))

@@ -85,13 +85,16 @@ def import_official(
 ) -> dict[str, Any]:
     """Turn an official SNELL checkpoint into a run directory (config.yaml, final/, adapter/) that `snell eval`
     and `snell merge` read; the config gives the backbone layout, the data and snell.sparsity (init_thres)."""
+    from .official import check_official_backbone
     from .official import import_official as load_official
 
     output_dir = Path(output_dir)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
     run = prepare_run(cfg)
-    model = get_snell_model(build_base(cfg, run), cfg.snell)
+    base = build_base(cfg, run)
+    check_official_backbone(base)
+    model = get_snell_model(base, cfg.snell)
     summary = load_official(model, checkpoint)
     if not summary["base_tensors"] and not cfg.model.checkpoint:
         raise CheckpointError(

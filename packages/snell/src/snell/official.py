@@ -18,6 +18,9 @@ code's modules, which are timm's of 2021-22):
 - ConvNeXt: branches on `mlp.fc1`/`mlp.fc2` only; `stem.proj`/`stem.norm` and `stages.i.downsample.norm`/`.proj`
   (timm: `stem.0`/`stem.1`, `downsample.0`/`.1`); the blocks (`conv_dw`, `norm`, `mlp`, `gamma`) and `head.norm`,
   `head.fc` keep their names.
+Other backbones are refused by name before anything is read: ConvNeXt with `conv_mlp=True` (its MLPs are 1x1
+convolutions, which SNELL here does not tune) and Swin V2 (another attention: cosine scores, a continuous position
+bias, q/v biases) have no layout we know of.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from pathlib import Path
 import torch
 from timm.models.convnext import ConvNeXt
 from timm.models.swin_transformer import SwinTransformer
+from timm.models.swin_transformer_v2 import SwinTransformerV2
+from timm.models.swin_transformer_v2_cr import SwinTransformerV2Cr
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from learngene_core.checkpoint import read_state_dict
@@ -54,6 +60,27 @@ CONVNEXT_NAMES = (
     (re.compile(r"\.downsample\.norm\."), ".downsample.0."),
     (re.compile(r"\.downsample\.proj\."), ".downsample.1."),
 )
+
+
+def check_official_backbone(model: nn.Module) -> None:
+    """Refuse, by name, a timm model whose official SNELL layout we do not know (a CheckpointError)."""
+    name = type(model).__name__
+    if isinstance(model, ConvNeXt):
+        if any(getattr(block, "use_conv_mlp", False) for block in model.modules()):
+            raise CheckpointError(
+                "official SNELL import: ConvNeXt with conv_mlp=True (1x1-conv MLPs) is not supported; the "
+                "official ConvNeXt tunes linear mlp.fc1/fc2 (set model.kwargs.conv_mlp=false)"
+            )
+        return
+    if isinstance(model, (SwinTransformerV2, SwinTransformerV2Cr)):
+        raise CheckpointError(
+            f"official SNELL import: Swin V2 ({name}) is not supported, only the original Swin "
+            "(swin_*), ViT and ConvNeXt layouts"
+        )
+    if not isinstance(model, (VisionTransformer, SwinTransformer)):
+        raise CheckpointError(
+            f"official SNELL import: {name} is not supported, only timm ViT, Swin and ConvNeXt layouts"
+        )
 
 
 def convert_official_state(state: dict[str, torch.Tensor]) -> tuple[dict, dict, bool]:
@@ -117,6 +144,7 @@ def load_official_state(model: SnellModel, state: dict[str, torch.Tensor], with_
     the model's (a file with only the tuned tensors keeps the model's backbone). `with_head=False` keeps the
     model's classifier. Returns a summary (branches, base tensors loaded, sparse).
     """
+    check_official_backbone(model.model)
     config = model.snell_config
     if config.kernel != "distance":
         raise CheckpointError(
