@@ -22,6 +22,9 @@ from importlib import resources
 from .errors import LearngeneError
 from .threads import add_threads_argument, apply_threads
 
+#: The destination of the `key.sub=value` positional (`add_config_arguments`, or a parser's own).
+OVERRIDES = "overrides"
+
 
 def add_config_arguments(
     parser: argparse.ArgumentParser, default_config: str | None = None, example: str = "train.lr=3e-4"
@@ -36,7 +39,7 @@ def add_config_arguments(
     )
     parser.add_argument("--seed", type=int, default=None, help="overrides the config's seed")
     parser.add_argument(
-        "overrides", nargs="*", metavar="key.sub=value", help=f"config overrides, e.g. {example}"
+        OVERRIDES, nargs="*", metavar="key.sub=value", help=f"config overrides, e.g. {example}"
     )
 
 
@@ -48,15 +51,31 @@ def overrides_of(args: argparse.Namespace) -> list[str]:
 class CliParser(argparse.ArgumentParser):
     """An ArgumentParser that prints descriptions and epilogs as written (examples stay one per line), for
     itself and every sub-command; sub-commands get `--threads N` unless added with `threads=False`, and parsing
-    applies it (before a command that imports torch lazily has imported it)."""
+    applies it (before a command that imports torch lazily has imported it).
+
+    `key.sub=value` overrides may stand anywhere among the options (`a=1 --resume b=2`), not only in one run:
+    argparse fills a `*` positional once, so overrides after an option would otherwise be "unrecognized".
+    `--help` and usage text written into a closed pipe raise BrokenPipeError (argparse would swallow it and
+    exit 0), so `run_cli` ends silently with 141 as for any other output.
+    """
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
         self.register("action", "parsers", _Verbs)
 
+    def print_help(self, file=None) -> None:
+        (file or sys.stdout).write(self.format_help())
+
+    def print_usage(self, file=None) -> None:
+        (file or sys.stdout).write(self.format_usage())
+
     def parse_known_args(self, args=None, namespace=None):
         parsed, extras = super().parse_known_args(args, namespace)
+        if any(action.dest == OVERRIDES and not action.option_strings for action in self._actions):
+            late = [arg for arg in extras if not arg.startswith("-")]  # overrides after an option
+            parsed.overrides = [*(getattr(parsed, OVERRIDES) or []), *late]
+            extras = [arg for arg in extras if arg.startswith("-")]
         if hasattr(parsed, "threads"):
             apply_threads(parsed.threads)
         _parsed.set(parsed)  # for `run_cli`'s interrupt message: does this verb take --resume?
