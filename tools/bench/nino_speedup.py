@@ -1,7 +1,7 @@
 """AdamW, AdamW + NiNo with the authors' published checkpoint, and AdamW + NiNo with the shipped one, side by side.
 
     python tools/bench/nino_speedup.py [--tasks cnn-digits-32,...] [--seeds 100,101,102] [--steps 2000]
-        [--eval-every 20] [--published nino-no-posw] [--json out.json] [--plot curves.png]
+        [--eval-every 20] [--published nino-no-posw] [--json out.json [--resume]] [--plot curves.png]
     python tools/bench/nino_speedup.py --table a.json,b.json   # one table of saved runs (also --plot)
 
 Tasks: the held-out tasks of the shipped checkpoint (collect-cpu: 13 small tasks with cnn-digits-16 and
@@ -11,16 +11,17 @@ arms share init and batch order per seed. Each NiNo arm runs at its checkpoint's
 its meta-training states: 1000 for the published one, 200 for the shipped one) with the defaults of
 `nino train`: the delayed check (each jump is kept only if, half a snapshot interval later, its loss on a random
 held-out 1/12 of the training split is no higher than that of a shadow AdamW run from the pre-jump state on
-the same batches; otherwise the shadow replaces it).
+the same batches; otherwise the shadow replaces it) and the over-fitting stop (the held-out loss is measured
+at every snapshot; once it is above its lowest value so far, no more jumps: AdamW trains alone to the end).
 
 Reported per task (mean and min-max over seeds): final loss on the whole training split and on validation; how
 much worse than AdamW each arm ends on validation (goal: never more than 5%, every seed); steps ratios on both
 curves at AdamW's final and best loss = the first evaluated step at which the NiNo arm reaches that loss / the
 first at which AdamW does (`nino.train.steps_ratio`; goal <= 0.6 with the published checkpoint on the paper's
 shapes, <= 0.7 with the shipped one), and the training-curve ratio with the shadow's extra base steps counted
-as steps; jumps kept / made; the share of training CPU time (one thread: process time, robust to other jobs
+as steps; jumps kept / made and the step at which the over-fitting stop ended nowcasting, per seed; the share of training CPU time (one thread: process time, robust to other jobs
 on the machine) spent in the nowcasts proper (features, NiNo forward, writing the parameters) and in the checks
-(held-out evaluations, shadow steps, copies). `--arms published-unguarded,shipped-unguarded` adds arms that keep
+(held-out evaluations at snapshots and checks, shadow steps, copies). `--arms published-unguarded,shipped-unguarded` adds arms that keep
 every jump (guard_factor=None), which shows what the check costs or saves.
 """
 
@@ -94,6 +95,7 @@ def _arm(res: RunResult) -> dict:
         "period": res.period,
         "jumps": len(res.nowcasts),
         "jumps_kept": sum(bool(r["accepted"]) for r in res.nowcasts),
+        "stopped_at": res.stopped_at,
         "nowcast_share": res.nowcast_share,
         "check_share": res.check_share,
         "train_seconds": res.train_seconds,
@@ -120,8 +122,8 @@ def print_table(payload: dict) -> None:
           f"seeds {payload['seeds']}; mean (min-max) over seeds")  # fmt: skip
     print("| task | arm | period | final train loss | final val loss | vs AdamW at end (val) | steps ratio, val: "
           "to AdamW final / best | train: to AdamW final / best | train final, shadow steps charged "
-          "| jumps kept | nowcast share | check share |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| jumps kept | stopped at (per seed) | nowcast share | check share |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
         for arm in ["adamw", *(a for a in ARMS if a in mine[0])]:
@@ -129,7 +131,7 @@ def print_table(payload: dict) -> None:
             train = _stat([c["final_train_loss"] for c in cells], "{:.1e}")
             val = _stat([c["final_val_loss"] for c in cells])
             if arm == "adamw":
-                print(f"| {task} | AdamW | - | {train} | {val} | - | 1 / 1 | 1 / 1 | 1 | - | - | - |")
+                print(f"| {task} | AdamW | - | {train} | {val} | - | 1 / 1 | 1 / 1 | 1 | - | - | - | - |")
                 continue
             worse = _stat([c["worse_than_adamw"] for c in cells], "{:+.1f}%", pct=True)
             ratios = [
@@ -138,10 +140,11 @@ def print_table(payload: dict) -> None:
             ]  # fmt: skip
             charged = _stat([c.get("charged_train_final") for c in cells], "{:.2f}")
             kept = f"{sum(c['jumps_kept'] for c in cells)}/{sum(c['jumps'] for c in cells)}"
+            stops = ", ".join(str(c.get("stopped_at") or "never") for c in cells)
             share = _stat([c["nowcast_share"] for c in cells], "{:.1f}%", pct=True)
             check = _stat([c.get("check_share", 0.0) for c in cells], "{:.1f}%", pct=True)
             print(f"| {task} | + NiNo {arm} | {cells[0]['period']} | {train} | {val} | {worse} | {ratios[0]} "
-                  f"| {ratios[1]} | {charged} | {kept} | {share} | {check} |")  # fmt: skip
+                  f"| {ratios[1]} | {charged} | {kept} | {stops} | {share} | {check} |")  # fmt: skip
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -188,6 +191,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write the results here (rewritten after every task)")
     parser.add_argument("--plot", default=None, help="validation curves of the first seed of every task")
+    parser.add_argument("--resume", action="store_true", help="keep the task/seed runs already in --json")
     parser.add_argument("--table", default=None, help="only print the table of these saved JSONs (a,b,...)")
     args = parser.parse_args()
     if args.table:  # saved runs (e.g. one per task, run in parallel): their rows in one table
@@ -204,8 +208,13 @@ def main() -> None:
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
         "steps": args.steps, "eval_every": args.eval_every, "seeds": seeds, "rows": [],
     }  # fmt: skip
+    if args.resume and args.json and Path(args.json).is_file():  # an interrupted run: keep what it finished
+        payload["rows"] = json.loads(Path(args.json).read_text())["rows"]
+    done = {(r["task"], r["seed"]) for r in payload["rows"]}
     for task in args.tasks.split(","):
         for seed in seeds:
+            if (task, seed) in done:
+                continue
             results = run_arms(task, seed, args.steps, args.eval_every, args.published, args.arms.split(","))
             payload["rows"].append(row(task, seed, results))
             print(f"done: {task} seed {seed}", flush=True)

@@ -300,8 +300,8 @@ def wild_nino() -> NiNoNet:
     return net
 
 
-def train_delayed(model, calls: int, predict=None, held=None, **kwargs):
-    """`calls` steps with a gradient closure on one batch and the held-out loss (eval mode) on another."""
+def delayed_setup(model, predict=None, held=None, **kwargs):
+    """NiNo with a held-out loss (eval mode) on one batch, and a gradient closure on another."""
     (x, y), g = make_batch(), torch.Generator().manual_seed(2)
     hx, hy = held or (torch.randn(32, 4, generator=g), torch.randint(0, 3, (32,), generator=g))
 
@@ -323,6 +323,12 @@ def train_delayed(model, calls: int, predict=None, held=None, **kwargs):
         loss.backward()
         return loss
 
+    return opt, closure
+
+
+def train_delayed(model, calls: int, predict=None, held=None, **kwargs):
+    """`calls` steps of `delayed_setup`'s NiNo."""
+    opt, closure = delayed_setup(model, predict, held, **kwargs)
     torch.manual_seed(7)  # the dropout masks
     for _ in range(calls):
         opt.step(closure)
@@ -348,8 +354,10 @@ def adamw_params(calls: int) -> torch.Tensor:
 
 def test_delayed_check_rolls_every_bad_jump_back_to_the_base_run_bitwise_dropout_masks_included():
     model, plain = dropout_model(), dropout_model()
-    opt = train_delayed(model, 3 * PERIOD + 3, nino_model=wild_nino(), check_after=1)
+    # held-out = the training batch: its loss falls, so the over-fitting stop (on by default) lets every jump come
+    opt = train_delayed(model, 3 * PERIOD + 3, nino_model=wild_nino(), check_after=1, held=make_batch())
     adamw = adamw_run(plain, 3 * PERIOD + 3)
+    assert opt.stopped_at is None
     assert [(r["step"], r["checked_at"], r["accepted"]) for r in opt.history] == [
         (10, 11, False), (20, 21, False), (30, 31, False)
     ]  # fmt: skip
@@ -407,3 +415,109 @@ def test_delayed_check_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="step\\(closure\\)"):
         for _ in range(PERIOD):
             readme_step(opt, model, *make_batch())
+
+
+# ------------------------------------------------------------------------------------------ over-fitting stop
+class Scripted:
+    """A held-out loss that falls until call `turn` and rises after it (a run that starts to over-fit)."""
+
+    def __init__(self, turn: int):
+        self.turn, self.opt = turn, None
+
+    def __call__(self) -> float:
+        t = self.opt.step_idx + 1  # the call being made
+        return 1.0 / t if t < self.turn else float(t)
+
+
+def test_once_the_held_out_loss_rises_above_its_lowest_no_more_jumps_and_the_base_optimizer_trains_alone():
+    model, (x, y) = make_model(), make_batch()
+    holdout = Scripted(turn=25)
+    opt = wrap(model, holdout=holdout, check_after=1, max_steps=1000)
+    holdout.opt = opt
+    opt.predict = lambda states, k: states[-1] + 1e-3  # a small jump; the scripted loss keeps it
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        return loss
+
+    for _ in range(26):
+        opt.step(closure)
+    assert opt.stopped_at == 26  # the first snapshot (every 2 calls) after the turn
+    assert [(r["step"], r["accepted"]) for r in opt.history] == [(10, True), (20, True)]
+    plain_model = copy.deepcopy(model)
+    plain = torch.optim.AdamW(plain_model.parameters(), lr=1e-2)
+    plain.load_state_dict(copy.deepcopy(opt.base_opt.state_dict()))  # load_state_dict would share the tensors
+    assert opt.need_grads
+    for _ in range(4 * PERIOD):  # calls 27-66: the periods ending at 30, 40, 50, 60 make no jump
+        opt.step(closure)
+        plain.zero_grad()
+        F.cross_entropy(plain_model(x), y).backward()
+        plain.step()
+    assert len(opt.history) == 2 and opt.states == []
+    assert torch.equal(flatten_params(model), flatten_params(plain_model))
+
+
+def test_overfitting_stop_is_off_without_a_guard_or_with_tolerance_none():
+    for kwargs in ({"guard_factor": None}, {"overfit_tolerance": None}):
+        model = make_model()
+        holdout = Scripted(turn=5)
+        opt = wrap(model, holdout=holdout, check_after=1, max_steps=1000, **kwargs)
+        holdout.opt = opt
+        opt.predict = lambda states, k: states[-1] + 1e-3
+        (x, y) = make_batch()
+
+        def closure(opt=opt, model=model, x=x, y=y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        for _ in range(2 * PERIOD + 1):
+            opt.step(closure)
+        assert opt.stopped_at is None and [r["step"] for r in opt.history] == [10, 20]
+    with pytest.raises(ConfigError, match="overfit_tolerance"):
+        wrap(make_model(), overfit_tolerance=-0.1)
+
+
+@pytest.mark.parametrize("kept", [False, True])
+def test_state_dict_inside_a_delayed_check_window_resumes_bitwise(kept):
+    """Saved 2 calls into a 3-call window (period 20, snapshots every 4): the resumed run finishes the check
+    against the same shadow and ends bitwise equal to the uninterrupted run (dropout masks included)."""
+    import io
+
+    future = dropout_model()
+    adamw_run(future, 300)
+    target = flatten_params(future)
+    jump = (lambda states, k: target.clone()) if kept else (lambda states, k: states[-1] + 40.0)
+
+    def start():
+        model = dropout_model()
+        return model, *delayed_setup(model, jump, make_batch(), period=20, check_after=3)
+
+    model, opt, closure = start()
+    torch.manual_seed(7)
+    for _ in range(22):
+        opt.step(closure)
+    buffer = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": torch.get_rng_state()}, buffer)
+    for _ in range(8):
+        opt.step(closure)
+    assert [(r["step"], r["checked_at"], r["accepted"]) for r in opt.history] == [(20, 23, kept)]
+
+    resumed_model, resumed, resumed_closure = start()
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=False)
+    resumed_model.load_state_dict(saved["model"])
+    resumed.load_state_dict(saved["opt"])
+    torch.set_rng_state(saved["rng"])
+    for _ in range(8):
+        resumed.step(resumed_closure)
+    untimed = lambda history: [{k: v for k, v in r.items() if "seconds" not in k} for r in history]  # noqa: E731
+    assert untimed(resumed.history) == untimed(opt.history)
+    assert torch.equal(flatten_params(resumed_model), flatten_params(model))
+    ours, theirs = resumed.base_opt.state_dict()["state"], opt.base_opt.state_dict()["state"]
+    for i, values in theirs.items():
+        for key, value in values.items():
+            assert torch.equal(ours[i][key], value), key

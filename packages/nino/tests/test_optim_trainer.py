@@ -76,6 +76,20 @@ def test_callback_jump_changes_the_parameters_the_trainer_continues_from(tmp_pat
     assert torch.all(after_jump > seen_plain[PERIOD])  # NiNo moved every parameter forward
 
 
+def test_callback_stops_nowcasting_once_the_held_out_loss_rises(tmp_path):
+    """NiNo's default over-fitting stop in the Trainer: the held-out loss (here scripted: falling until step 12,
+    rising after) is measured at every snapshot (every 2 steps); from the first rise on, no more jumps."""
+    scripted = lambda trainer: 1.0 / trainer.state.step if trainer.state.step < 12 else trainer.state.step  # noqa: E731
+    callback = NiNoCallback(nino_model=nino_net(), period=PERIOD, ctx=5, max_steps=STEPS, loss_fn=scripted)
+    trainer = make_trainer(tmp_path, [callback])
+    trainer.fit()
+    nino = callback.nino
+    assert nino.stopped_at == 12
+    assert [(r["step"], r["accepted"]) for r in nino.history] == [(10, True)]  # none at 20
+    records = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["split"] == "nino"]
+    assert [r["step"] for r in records] == [10]
+
+
 def test_callback_rejects_a_nino_with_its_own_base_optimizer():
     model = nn.Linear(2, 2)
     nino = NiNo(torch.optim.SGD(model.parameters(), lr=0.1), model, nino_model=nino_net(), period=PERIOD)
@@ -114,8 +128,10 @@ def test_refused_jumps_fall_back_to_the_base_step_so_the_run_equals_adamw(tmp_pa
     cfg = TrainRunConfig(task="mlp-digits", steps=100, eval_every=25, period=50, progress=False,
                          ckpt=str(_wild_checkpoint(tmp_path / "wild.pt")), check_after=check_after)  # fmt: skip
     adamw, guarded = run(cfg, "adamw"), run(cfg, "nino")
-    # delayed: no jump at call 100, its check would end after the last step
-    assert [r["step"] for r in guarded.nowcasts] == ([50] if check_after is None else [50, 100])
+    # delayed: no jump at call 100, its check would end after the last step; none after the over-fitting stop
+    planned = [50] if check_after is None else [50, 100]
+    stop = guarded.stopped_at or 101
+    assert [r["step"] for r in guarded.nowcasts] == [s for s in planned if s < stop] != []
     assert not any(r["accepted"] for r in guarded.nowcasts)
     reference = "loss_base" if check_after is None else "loss_before"
     assert all(r["loss_after"] > r[reference] for r in guarded.nowcasts)

@@ -179,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "nowcast_seconds": round(result.nowcast_seconds, 3),
                 "check_seconds": round(result.check_seconds, 3),
                 "nowcasts": result.nowcasts,
+                "stopped_at": result.stopped_at,  # the over-fitting stop ended nowcasting here (None: never)
             }
             print(f"{name}: step {last['step']} val loss {_fmt(last['loss'])} ({result.train_seconds:.1f}s)")
     except LearngeneError as exc:

@@ -19,12 +19,19 @@ kept in `history`); `guard_factor=None` keeps every jump, as the reference does.
   whose every jump is rolled back equals the base optimizer's run bitwise. Cost: one copy of the parameters and
   of the base optimizer's state during the window, check_after + 1 extra base steps and two held-out
   evaluations per jump. No jump is made whose window would end after `max_steps`.
+- **Over-fitting stop** (with either check, when a `holdout` loss is given): the held-out loss is measured
+  at every snapshot; once it exceeds its lowest value so far by more than `overfit_tolerance` (default 0: any
+  rise), nowcasting stops for good and the base optimizer trains alone to the end. Past that point a jump only
+  moves the run further along a curve whose held-out loss rises: it trains faster and ends worse on held-out
+  data, which no check a few steps after the jump sees (the jumped run still beats its shadow there). A kept
+  jump restarts the lowest value at its checked loss (a far jump may first spike the loss). Cost: one
+  held-out evaluation per snapshot until the stop.
 - **Immediate** (`check_after=0`, or no `holdout`): the loss right before and right after the jump (the
   `holdout` loss, else the closure's value) is compared, and a jump whose loss grows by more than
   `guard_factor` is undone; with a `holdout`, the base step the jump replaced is then made with the closure.
   This refuses far jumps that spike the loss before paying off (the published checkpoint's on conv nets).
 
-`NiNoCallback` drives the same machinery (immediate check) from learngene-core's Trainer.
+`NiNoCallback` drives the same machinery from learngene-core's Trainer.
 """
 
 from __future__ import annotations
@@ -80,6 +87,9 @@ class NiNo(torch.optim.Optimizer):
             Without it the immediate check measures the closure's value (no check without a closure).
         check_after: base steps between a jump and its delayed check (0: immediate check). None (default):
             snapshot_every // 2 with a holdout and a base optimizer, else 0. Must be < snapshot_every.
+        overfit_tolerance: with a `holdout` and a guard, nowcasting stops for good once the held-out loss
+            (measured at every snapshot) exceeds its lowest value so far by more than this fraction;
+            default 0.0 (any rise); None: never stop.
         upd_scale: multiplies the predicted change in normalised space (1.0 = as predicted).
         power: exponent of the horizon schedule.
         max_k: opt-in cap on the schedule's horizons (None: the spec's schedule unchanged), e.g. to avoid
@@ -99,6 +109,7 @@ class NiNo(torch.optim.Optimizer):
         guard_factor: float | None = 1.0,
         holdout: Callable[[], float] | None = None,
         check_after: int | None = None,
+        overfit_tolerance: float | None = 0.0,
         upd_scale: float = 1.0,
         power: float = 2.0,
         max_k: int | None = None,
@@ -127,6 +138,14 @@ class NiNo(torch.optim.Optimizer):
                 raise ConfigError(f"{name} must be a finite number > 0, got {value}")
         if check_after is not None and (not isinstance(check_after, int) or check_after < 0):
             raise ConfigError(f"check_after must be an integer >= 0 or None, got {check_after}")
+        if overfit_tolerance is not None and not (
+            isinstance(overfit_tolerance, (int, float))
+            and math.isfinite(overfit_tolerance)
+            and overfit_tolerance >= 0
+        ):
+            raise ConfigError(
+                f"overfit_tolerance must be a finite number >= 0 or None, got {overfit_tolerance}"
+            )
         if max_k is not None and (not isinstance(max_k, int) or max_k < 1):
             raise ConfigError(f"max_k must be a positive integer or None, got {max_k}")
         net = nino_model if nino_model is not None else load_nino(ckpt)
@@ -158,6 +177,12 @@ class NiNo(torch.optim.Optimizer):
         self.holdout = holdout
         self._check_after = check_after
         self._trial: _Trial | None = None  # the open delayed check, if any
+        self.overfit_tolerance = overfit_tolerance
+        self.best_holdout: float | None = (
+            None  # the lowest held-out loss at a snapshot (restarted by a kept jump)
+        )
+        self.stopped_at: int | None = None  # the call at which the over-fitting stop ended nowcasting
+        self.watch_seconds = 0.0  # CPU time of the held-out evaluations at snapshots
         self.device = torch.device(device)
         self.nino = net.to(self.device).eval().requires_grad_(False)
         schedule = k_schedule(max_steps, period, horizon=net.horizon, power=power)
@@ -212,18 +237,60 @@ class NiNo(torch.optim.Optimizer):
             self.model.zero_grad(set_to_none=set_to_none)
 
     def state_dict(self) -> dict[str, Any]:
-        """The base optimizer's state plus a 'nino' entry (call count and this period's snapshots)."""
+        """The base optimizer's state plus a 'nino' entry: call count, this period's snapshots, the jump history,
+        the over-fitting stop's state and, inside a delayed check's window, the shadow run (its parameters and
+        base-optimizer state), so a run resumed there finishes the check exactly as the uninterrupted one."""
         base = self.base_opt.state_dict() if self.base_opt is not None else {}
-        return {**base, "nino": {"step_idx": self.step_idx, "states": list(self.states)}}
+        mine = {
+            "step_idx": self.step_idx,
+            "states": list(self.states),
+            "history": copy.deepcopy(self.history),
+            "best_holdout": self.best_holdout,
+            "stopped_at": self.stopped_at,
+        }
+        if self._trial is not None:
+            self._swap(self._trial.shadow)
+            try:
+                shadow = {
+                    "params": [p.detach().clone() for p in self.model.parameters()],
+                    "optimizer": copy.deepcopy(self.base_opt.state_dict()),
+                }
+            finally:
+                self._swap(self._trial.shadow)
+            mine["trial"] = {**shadow, "remaining": self._trial.remaining}
+        return {**base, "nino": mine}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         mine = state_dict.pop("nino", None)
+        trial = mine.get("trial") if mine is not None else None
+        shadow_state = None
+        if trial is not None:
+            if self.base_opt is None or self.model is None:
+                raise ConfigError(
+                    "this state was saved inside a delayed check: it needs a base optimizer and a model"
+                )
+            self.base_opt.load_state_dict(
+                trial["optimizer"]
+            )  # keyed by this run's parameters, then set aside
+            shadow_state = self.base_opt.state
         if self.base_opt is not None:
             self.base_opt.load_state_dict(state_dict)
         if mine is not None:
             self.step_idx = int(mine["step_idx"])
             self.states = [s.detach().cpu().float() for s in mine["states"]]
+            self.history = copy.deepcopy(mine.get("history", []))
+            self.best_holdout = mine.get("best_holdout")
+            self.stopped_at = mine.get("stopped_at")
+        self._trial = None
+        if trial is not None:
+            params = [
+                saved.to(p.device, p.dtype).clone()
+                for saved, p in zip(trial["params"], self.model.parameters())
+            ]
+            self._trial = _Trial(
+                _Branch(params, shadow_state), self.history[-1], remaining=int(trial["remaining"])
+            )
 
     def __repr__(self) -> str:
         base = type(self.base_opt).__name__ if self.base_opt is not None else None
@@ -258,7 +325,10 @@ class NiNo(torch.optim.Optimizer):
 
     @property
     def need_grads(self) -> bool:
-        """False exactly when the next `step()` is a nowcast (no base update, gradients unused)."""
+        """False exactly when the next `step()` is a nowcast (no base update, gradients unused). Always True
+        while the over-fitting stop watches: its measurement at that call may turn it into a base step."""
+        if self._watching():
+            return True
         return not (len(self.states) == self.ctx - 1 and (self.step_idx + 1) % self.period == 0)
 
     def horizon(self, step_idx: int | None = None) -> int:
@@ -297,12 +367,14 @@ class NiNo(torch.optim.Optimizer):
         if self.graph is None:
             raise ModelError("NiNo has no model: pass model=... or call set_model(model) first")
         call = self.step_idx + 1
-        if call % self.snapshot_every == 0:
+        holdout_now = None
+        if call % self.snapshot_every == 0 and self.stopped_at is None:
             self.states.append(flatten_params(self.model))
+            holdout_now = self._watch(call)
         if self._trial is not None:
             loss = self._trial_step(closure)
         elif call % self.period == 0 and len(self.states) == self.ctx and self._room_to_check(call):
-            loss = self._nowcast(closure)
+            loss = self._nowcast(closure, holdout_now)
         else:  # without a base optimizer (callback/offline use) nothing to do
             loss = self._base_step(closure)
         if call % self.period == 0:
@@ -323,9 +395,42 @@ class NiNo(torch.optim.Optimizer):
         return not self._delayed() or call + self.check_after <= self.max_steps
 
     def _measure(self, closure: Closure | None) -> float | None:
-        return float(self.holdout()) if self.holdout is not None else _loss_value(closure)
+        return self._holdout_loss() if self.holdout is not None else _loss_value(closure)
 
-    def _nowcast(self, closure: Closure | None) -> Any:
+    def _holdout_loss(self) -> float:
+        with torch.random.fork_rng(devices=_cuda_devices(self.model)):  # the training RNG stream is untouched
+            return float(self.holdout())
+
+    def _watching(self) -> bool:
+        return (
+            self.holdout is not None and self.guard_factor is not None and self.overfit_tolerance is not None
+        )
+
+    def _watch(self, call: int) -> float | None:
+        """At a snapshot: measure the held-out loss and stop nowcasting once it rose above its lowest value."""
+        if not self._watching():
+            return None
+        started = time.process_time()
+        loss = self._holdout_loss()
+        self.watch_seconds += time.process_time() - started
+        if self.best_holdout is not None and not loss <= self.best_holdout * (1 + self.overfit_tolerance):
+            self.stopped_at, self.states = call, []
+            logger.info(
+                "held-out loss %.4f at step %d is above its lowest %.4f: the run over-fits, NiNo stops nowcasting",
+                loss,
+                call,
+                self.best_holdout,
+            )
+        else:
+            self.best_holdout = loss if self.best_holdout is None else min(self.best_holdout, loss)
+        return loss
+
+    @property
+    def check_seconds(self) -> float:
+        """CPU time of the safety machinery: the jumps' checks plus the held-out evaluations at snapshots."""
+        return sum(r.get("check_seconds", 0.0) for r in self.history) + self.watch_seconds
+
+    def _nowcast(self, closure: Closure | None, holdout_now: float | None = None) -> Any:
         started = time.process_time()
         k = self.horizon()
         if not all(bool(torch.isfinite(state).all()) for state in self.states):
@@ -342,7 +447,7 @@ class NiNo(torch.optim.Optimizer):
         pred = self.predict(self.states, k)
         nowcast_seconds = time.process_time() - started
         checking = time.process_time()
-        loss_before = self._measure(closure)
+        loss_before = holdout_now if holdout_now is not None else self._measure(closure)
         record: dict[str, Any] = {"step": self.step_idx + 1, "k": k, "loss_before": loss_before}
         loss = loss_before
         if not bool(torch.isfinite(pred).all()):
@@ -406,10 +511,12 @@ class NiNo(torch.optim.Optimizer):
     def _end_trial(self, trial: _Trial) -> None:
         """Called with the shadow in place: compare held-out losses, keep the better branch."""
         record = trial.record
-        base_loss = float(self.holdout())
+        base_loss = self._holdout_loss()
         self._swap(trial.shadow)  # the jumped run
-        loss_after = float(self.holdout())
+        loss_after = self._holdout_loss()
         accepted = _within(loss_after, base_loss, self.guard_factor)
+        if accepted and self.best_holdout is not None:
+            self.best_holdout = loss_after  # the over-fitting watch restarts on the jumped run's curve
         if not accepted:
             self._swap(trial.shadow)
         record.update(
@@ -487,8 +594,11 @@ class NiNoCallback:
     The Trainer's own optimizer makes every base step; after each one this callback advances a NiNo built with
     `base_opt=None`: snapshots after every period / ctx base steps, and after every `period` base steps the
     parameters jump to the nowcast (so a period is `period` base updates + one jump; the Trainer's optimizer
-    state is never touched). `loss_fn(trainer) -> float`, if given, measures the loss before/after each jump
-    (needed by `guard_factor`); the default uses the first validation batch when there is a validation set.
+    state is never touched). `loss_fn(trainer) -> float`, if given, is the held-out loss; the default uses the
+    first validation batch when there is a validation set. It drives NiNo's defaults as in `nino train`: the
+    over-fitting stop (measured at every snapshot; no more jumps once it rose above its lowest value) and the
+    check of each jump, here the immediate one (the loss right after the jump against the loss before it): the
+    delayed check trains a shadow copy on the Trainer's batches, which its `on_step_end` hook does not see.
     Each jump is logged in metrics.jsonl as a record with split "nino".
     """
 
@@ -503,6 +613,7 @@ class NiNoCallback:
                 "NiNoCallback needs a NiNo with base_opt=None (the Trainer makes the base steps)"
             )
         self.loss_fn = loss_fn
+        self._own_holdout = self.nino.holdout is None  # else the NiNo instance brought its own
         self._batch: Any = None
 
     def on_step_end(self, trainer: Any) -> None:
@@ -511,7 +622,10 @@ class NiNoCallback:
             nino.set_model(trainer.accelerator.unwrap_model(trainer.model))
         nino.step_idx = trainer.state.step - 1  # follow the Trainer's count (also after a resume)
         n = len(nino.history)
-        nino.step(self._closure(trainer))
+        closure = self._closure(trainer)
+        if self._own_holdout:
+            nino.holdout = closure  # the held-out loss of the check and of the over-fitting stop
+        nino.step(closure)
         if len(nino.history) > n:
             record = {k: v for k, v in nino.history[-1].items() if k != "step" and v is not None}
             trainer.metrics.log(trainer.state.step, "nino", **record)

@@ -86,7 +86,8 @@ class RunResult:
     nowcasts: list[dict[str, Any]]  # the wrapper's history (step, k, loss_before, loss_after, accepted)
     period: int | None = None  # the NiNo run's period (None for AdamW)
     final_train_loss: float | None = None  # mean loss over the whole training split after the last step
-    check_seconds: float = 0.0  # the jump checks: held-out evaluations, the shadow's steps, copies
+    check_seconds: float = 0.0  # the jump checks (held-out evaluations, shadow steps, copies) and the watch
+    stopped_at: int | None = None  # the step at which the over-fitting stop ended nowcasting (None: never)
 
     def val_losses(self) -> list[tuple[int, float]]:
         return self.losses("val")
@@ -163,10 +164,18 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
     history = list(getattr(opt, "history", [])) if wrapped else []
     period = opt.period if wrapped else None
     nowcast_seconds = sum(r["seconds"] for r in history)
-    check_seconds = sum(r["check_seconds"] for r in history)
+    check_seconds = opt.check_seconds if wrapped else 0.0  # the checks and the over-fitting watch
     final_train = evaluate(task, model, train_split)["loss"]
     return RunResult(
-        optimizer, log.records, train_seconds, nowcast_seconds, history, period, final_train, check_seconds
+        optimizer,
+        log.records,
+        train_seconds,
+        nowcast_seconds,
+        history,
+        period,
+        final_train,
+        check_seconds,
+        opt.stopped_at if wrapped else None,
     )
 
 
