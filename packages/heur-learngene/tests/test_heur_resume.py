@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from learngene_core import experiment
 from learngene_core.testing import (
     assert_one_error_line,
     assert_resume_is_exact,
+    assert_same_safetensors,
     interrupt_after_checkpoint,
     interrupt_after_first_step,
     recorded_steps,
@@ -85,3 +90,72 @@ def test_stopped_before_its_first_checkpoint_reruns_in_place_with_or_without_res
         assert main([*ARGV, "--output-dir", str(run)]) == 130
     assert main([*ARGV, "--output-dir", str(run), *again]) == 0
     assert len((run / "stream.jsonl").read_text().splitlines()) == 3
+
+
+# a collective run killed (SIGKILL, no cleanup) halfway through writing record `task` of stream.jsonl
+KILL_WHILE_APPENDING = """
+import os, signal, sys
+from heur_learngene import collective
+from heur_learngene.cli import main
+
+task, appended = int(sys.argv[1]), []
+
+class Torn:
+    def __init__(self, handle):
+        self.handle = handle
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc):
+        self.handle.close()
+    def write(self, text):
+        appended.append(text)
+        if len(appended) <= task:
+            return self.handle.write(text)
+        self.handle.write(text[: len(text) // 2])
+        self.handle.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def torn_open(path, mode="r", *args, **kwargs):
+    handle = open(path, mode, *args, **kwargs)
+    return Torn(handle) if str(path).endswith("stream.jsonl") and "a" in mode else handle
+
+collective.open = torn_open
+main(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("task", [0, 1])
+def test_a_record_torn_by_kill_9_is_dropped_and_its_task_recorded_again(tmp_path, capsys, task):
+    """The task whose record was torn is already trained: --resume finishes it from its final checkpoint
+    (nothing retrained), records it again and goes on; the run ends as one that went through, bit for bit."""
+    with recorded_steps() as all_steps:
+        assert main([*ARGV, "--output-dir", str(tmp_path / "reference")]) == 0
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", KILL_WHILE_APPENDING, str(task), *ARGV, "--output-dir", str(run)],
+                            env=env, capture_output=True, text=True)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    torn = (run / "stream.jsonl").read_bytes()
+    assert not torn.endswith(b"\n") and torn.count(b"\n") == task
+    capsys.readouterr()
+    with recorded_steps() as steps:
+        assert main([*ARGV, "--output-dir", str(run), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert f"{run / 'stream.jsonl'}: dropped its torn last line" in err
+    assert len(steps) == len(all_steps) // 3 * (2 - task)  # only the tasks after the torn one train
+    assert outputs(tmp_path / "reference") == outputs(run)
+    assert_same_safetensors(tmp_path / "reference", run)
+
+
+def test_a_broken_line_inside_stream_jsonl_is_one_line_naming_file_and_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    with stop_before_task(2):
+        assert main([*ARGV, "--output-dir", str(run)]) == 130
+    stream = run / "stream.jsonl"
+    lines = stream.read_text().splitlines(keepends=True)
+    stream.write_text(lines[0][:10] + "\n" + lines[1])
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main([*ARGV, "--output-dir", str(run), "--resume"]) == 2
+    assert_one_error_line(2, capsys.readouterr().err, "heur-learngene", f"{stream}:1: not a JSON record")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

@@ -29,7 +29,7 @@ from learngene_core.learngene.inherit import (
     width_kwargs,
 )
 from learngene_core.learngene.widen import widen_layer
-from learngene_core.metrics import read_metrics
+from learngene_core.metrics import read_metrics, repair_jsonl
 
 from .config import CollectiveConfig, StreamConfig
 from .criterion import rank_layers
@@ -57,11 +57,14 @@ def train_collective(
 
     stream.jsonl records every finished task: with `resume`, the stream continues after the last one (the model
     and the widening generator restored from that task's run directory), inside a task from its checkpoint.
+    A record torn by a kill while it was appended is dropped (one warning); its task, already trained, is
+    resumed from its final checkpoint (nothing retrained) and recorded again, as a run that went through did.
     """
     output_dir = Path(output_dir)
     experiment.check_runs_dir(output_dir, cfg, f"{COLLECTIVE_DIR}/{_task_dir(0)}", resume)
     tasks = stream_tasks(cfg.stream)
-    records = read_stream(output_dir / STREAM_NAME) if resume and (output_dir / STREAM_NAME).is_file() else []
+    stream = output_dir / STREAM_NAME
+    records = read_stream(stream, repair=True) if resume and stream.is_file() else []
     if records:
         print(f"continuing the stream after task {len(records) - 1} ({output_dir / STREAM_NAME})")
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -158,12 +161,13 @@ def run_collective(
     return learngene, choice
 
 
-def read_stream(path: Path) -> list[dict[str, Any]]:
-    """The per-task records of a collective run's stream.jsonl, checked (a CheckpointError names the line)."""
-    records = read_metrics(path)
-    if not records:
+def read_stream(path: Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The per-task records of a collective run's stream.jsonl, checked (a CheckpointError names the line).
+    With `repair` (before appending to it), a last line torn by a killed write is cut from the file."""
+    records = repair_jsonl(path) if repair else read_metrics(path)
+    if not records and not repair:
         raise CheckpointError(f"{path} records no finished task; rerun `heur-learngene collective`")
-    layers = records[0].get("update")
+    layers = records[0].get("update") if records else None
     for number, record in enumerate(records, 1):
         for key in ("update", "gradient"):
             values = record.get(key)
