@@ -3,6 +3,7 @@
     python tools/bench/nino_speedup.py [--tasks cnn-digits-32,...] [--seeds 100,101,102] [--steps 2000]
         [--eval-every 20] [--published nino-no-posw] [--json out.json [--resume]] [--plot curves.png]
     python tools/bench/nino_speedup.py --table a.json,b.json   # one table of saved runs (also --plot)
+    python tools/bench/nino_speedup.py --nowcast-cost           # one nowcast against one period of AdamW steps
 
 Tasks: the held-out tasks of the shipped checkpoint (collect-cpu: 13 small tasks with cnn-digits-16 and
 mlp-digits among them, seeds 0-1; here seeds 100+, and 32-64-64 widths) plus the paper's own shapes: the FM-16 conv net
@@ -20,7 +21,8 @@ curves at AdamW's final and best loss = the first evaluated step at which the Ni
 first at which AdamW does (`nino.train.steps_ratio`; goal <= 0.6 with the published checkpoint on the paper's
 shapes, <= 0.7 with the shipped one), and the training-curve ratio with the shadow's extra base steps counted
 as steps; jumps kept / made and the step at which the over-fitting stop ended nowcasting, per seed; the share of training CPU time (one thread: process time, robust to other jobs
-on the machine) spent in the nowcasts proper (features, NiNo forward, writing the parameters) and in the checks
+on the machine) spent in the nowcasts proper (features, NiNo forward, writing the parameters), the same for one nowcast against
+one period of AdamW steps (the share at the checkpoint's own period, however many jumps were made), and in the checks
 (held-out evaluations at snapshots and checks, shadow steps, copies). `--arms published-unguarded,shipped-unguarded` adds arms that keep
 every jump (guard_factor=None), which shows what the check costs or saves.
 """
@@ -105,14 +107,20 @@ def _arm(res: RunResult) -> dict:
     }
 
 
-def _stat(values: list[float | None], fmt: str = "{:.4f}", pct: bool = False) -> str:
+def _stat(
+    values: list[float | None],
+    fmt: str = "{:.4f}",
+    pct: bool = False,
+    none: str = "not reached",
+    absent: str = "n.r.",
+) -> str:
     got = [v for v in values if v is not None]
     if not got:
-        return "not reached"
+        return none
     scale = 100 if pct else 1
     mean = fmt.format(scale * statistics.mean(got))
     spread = f" ({fmt.format(scale * min(got))}-{fmt.format(scale * max(got))})" if len(got) > 1 else ""
-    missing = f", {len(values) - len(got)} n.r." if len(got) < len(values) else ""
+    missing = f", {len(values) - len(got)} {absent}" if len(got) < len(values) else ""
     return mean + spread + missing
 
 
@@ -122,8 +130,8 @@ def print_table(payload: dict) -> None:
           f"seeds {payload['seeds']}; mean (min-max) over seeds")  # fmt: skip
     print("| task | arm | period | final train loss | final val loss | vs AdamW at end (val) | steps ratio, val: "
           "to AdamW final / best | train: to AdamW final / best | train final, shadow steps charged "
-          "| jumps kept | stopped at (per seed) | nowcast share | check share |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| jumps kept | stopped at (per seed) | nowcast share | one nowcast / one period | check share |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for task in dict.fromkeys(r["task"] for r in rows):
         mine = [r for r in rows if r["task"] == task]
         for arm in ["adamw", *(a for a in ARMS if a in mine[0])]:
@@ -131,7 +139,7 @@ def print_table(payload: dict) -> None:
             train = _stat([c["final_train_loss"] for c in cells], "{:.1e}")
             val = _stat([c["final_val_loss"] for c in cells])
             if arm == "adamw":
-                print(f"| {task} | AdamW | - | {train} | {val} | - | 1 / 1 | 1 / 1 | 1 | - | - | - | - |")
+                print(f"| {task} | AdamW | - | {train} | {val} | - | 1 / 1 | 1 / 1 | 1 | - | - | - | - | - |")
                 continue
             worse = _stat([c["worse_than_adamw"] for c in cells], "{:+.1f}%", pct=True)
             ratios = [
@@ -143,8 +151,55 @@ def print_table(payload: dict) -> None:
             stops = ", ".join(str(c.get("stopped_at") or "never") for c in cells)
             share = _stat([c["nowcast_share"] for c in cells], "{:.1f}%", pct=True)
             check = _stat([c.get("check_share", 0.0) for c in cells], "{:.1f}%", pct=True)
+            per_period = [nowcast_per_period(r, arm) for r in mine]
+            per_period = _stat(per_period, "{:.1f}%", pct=True, none="no nowcast", absent="without")
             print(f"| {task} | + NiNo {arm} | {cells[0]['period']} | {train} | {val} | {worse} | {ratios[0]} "
-                  f"| {ratios[1]} | {charged} | {kept} | {stops} | {share} | {check} |")  # fmt: skip
+                  f"| {ratios[1]} | {charged} | {kept} | {stops} | {share} | {per_period} | {check} |")  # fmt: skip
+
+
+def nowcast_per_period(row: dict, arm: str) -> float | None:
+    """CPU time of one nowcast / CPU time of one period of the AdamW run's steps: the nowcast's share at the
+    checkpoint's own period, whatever number of jumps the checks and the stop let through (None: no nowcast)."""
+    mine, adamw = row[arm], row["adamw"]
+    if not mine["jumps"]:
+        return None
+    per_nowcast = mine["nowcast_share"] * mine["train_seconds"] / mine["jumps"]
+    per_step = adamw["train_seconds"] / adamw["curve"][-1][0]  # the last evaluation is at the last step
+    return per_nowcast / (per_step * mine["period"])
+
+
+def nowcast_cost(task: str, ckpt: str | None, seed: int = 100, repeats: int = 20) -> dict:
+    """CPU time of one nowcast (`NiNo.predict`) and of one AdamW step of `task`, timed directly (the runs' own
+    share depends on how many jumps the checks and the over-fitting stop let through)."""
+    import time
+
+    from nino.graph import flatten_params
+    from nino.optim import NiNo
+    from nino.tasks import build_task
+
+    bundle = build_task(task, seed)
+    base = bundle.optimizer()
+    nino = NiNo(base, bundle.model, ckpt=ckpt, max_steps=10_000)
+    batches = bundle.train.forever()
+
+    def timed(fn) -> float:
+        fn()  # warm-up
+        started = time.process_time()
+        for _ in range(repeats):
+            fn()
+        return (time.process_time() - started) / repeats
+
+    def adamw_step() -> None:
+        base.zero_grad()
+        bundle.loss_fn(bundle.model, next(batches)).backward()
+        base.step()
+
+    step = timed(adamw_step)
+    flat = flatten_params(bundle.model)
+    states = [flat + 1e-3 * i for i in range(nino.ctx)]
+    predict = timed(lambda: nino.predict(states, 1))
+    return {"task": task, "period": nino.period, "nowcast_ms": 1e3 * predict, "step_ms": 1e3 * step,
+            "share": predict / (step * nino.period)}  # fmt: skip
 
 
 def plot(payload: dict, path: Path) -> None:
@@ -192,8 +247,22 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results here (rewritten after every task)")
     parser.add_argument("--plot", default=None, help="validation curves of the first seed of every task")
     parser.add_argument("--resume", action="store_true", help="keep the task/seed runs already in --json")
+    parser.add_argument("--nowcast-cost", action="store_true", help="only time one nowcast per task and arm")
     parser.add_argument("--table", default=None, help="only print the table of these saved JSONs (a,b,...)")
     args = parser.parse_args()
+    if args.nowcast_cost:
+        torch.set_num_threads(args.threads)
+        print(
+            "| task | checkpoint | period | one nowcast (ms CPU) | one AdamW step (ms CPU) | share at the period |"
+        )
+        print("|---|---|---|---|---|---|")
+        for task in args.tasks.split(","):
+            for arm in args.arms.split(","):
+                ckpt = args.published if ARMS[arm][0] == "published" else None
+                c = nowcast_cost(task, ckpt)
+                print(f"| {task} | {arm} | {c['period']} | {c['nowcast_ms']:.1f} | {c['step_ms']:.2f} "
+                      f"| {100 * c['share']:.2f}% |", flush=True)  # fmt: skip
+        return
     if args.table:  # saved runs (e.g. one per task, run in parallel): their rows in one table
         payloads = [json.loads(Path(path).read_text()) for path in args.table.split(",")]
         merged = {**payloads[0], "rows": [row for p in payloads for row in p["rows"]]}
