@@ -163,8 +163,8 @@ def test_nan_loss_stops_with_one_line_and_resume_starts_the_run_over(capsys, tmp
     code, stdout, _ = run(capsys, *argv, "--resume", "lr=3e-3")
     assert code == 0 and "val loss" in stdout
     assert json.loads((out / "summary.json").read_text())["adamw"]["final_val"]["loss"] < 2.3
-    code, _, err = run(capsys, *argv, "--resume")  # a finished run is never cleared
-    assert_user_error(code, err, "finished run")
+    code, _, err = run(capsys, *argv, "--resume")  # a run with a checkpoint is never cleared
+    assert_user_error(code, err, "config differs at 'lr'")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     code, _, err = run(capsys, "train", "--config", "train-tiny", "--output", tmp_path / "other", "--resume")

@@ -68,7 +68,7 @@ def cmd_metatrain(args: argparse.Namespace) -> int:
     overrides = overrides_of(args) + (["global_norm=true"] if args.global_norm else [])
     cfg = load_config(args.config, overrides, cls=MetatrainConfig, package=PRESETS)
     out = Path(args.output)
-    resume = args.resume and _continues(out, cfg, METATRAIN_OUTPUTS, "nino metatrain")
+    resume = args.resume and _continues(out, cfg, METATRAIN_OUTPUTS, "nino metatrain", [out])
     if not resume:
         _output_dir(args.output)
     try:
@@ -76,34 +76,43 @@ def cmd_metatrain(args: argparse.Namespace) -> int:
     except LearngeneError as exc:
         if resume and isinstance(exc, CheckpointError):  # e.g. another --data: nothing was changed
             raise
-        raise type(exc)(f"{exc}{_after_failure(out)}") from None
+        raise type(exc)(f"{exc}{_after_failure(out, [out])}") from None
     print(f"NiNo checkpoint: {path}")
     return 0
 
 
-def _after_failure(out: Path) -> str:
+def _after_failure(out: Path, run_dirs: list[Path]) -> str:
     """What to do after a run in `out` failed: nothing written yet, start over, or continue its checkpoint."""
     from .runstate import has_checkpoint
 
     if not Path(out, "config.yaml").exists():  # failed before writing anything
         return ""
-    if has_checkpoint(out):
+    if any(has_checkpoint(run_dir) for run_dir in run_dirs):
         return "; its last checkpoint is kept: after fixing it, add --resume to the same command to continue"
-    return "; after fixing it, add --resume to the same command to start over"
+    return f"; after fixing it, add --resume to the same command to start over in {out}"
 
 
-def _continues(out: Path, cfg, outputs: frozenset[str], command: str) -> bool:
-    """--resume: True when `out` holds a checkpoint to continue (with the same config: else one error);
-    False when the run stopped before its first checkpoint, whose files are then cleared to start over."""
+def _continues(out: Path, cfg, outputs: frozenset[str], command: str, run_dirs: list[Path]) -> bool:
+    """--resume: True when `out` holds a checkpoint to continue (with the same config and run layout: else one
+    error); False when the run stopped before its first checkpoint, whose files are then cleared to start over.
+    `run_dirs`: where this command keeps checkpoints (`nino train --compare`: one per optimizer)."""
     from learngene_core.experiment import check_output_dir
 
     from .runstate import has_checkpoint
 
-    if out.is_dir() and has_checkpoint(out):
-        check_output_dir(out, cfg, resume=True)
-        return True
-    _start_over_in(out, outputs, command)
-    return False
+    candidates = [out, *(out / name for name in ("adamw", "nino"))]  # every layout nino train/metatrain write
+    found = [d for d in candidates if d.is_dir() and has_checkpoint(d)]
+    if not found:
+        _start_over_in(out, outputs, command)
+        return False
+    check_output_dir(out, cfg, resume=True)
+    foreign = [d for d in found if d not in run_dirs]
+    if foreign:
+        raise CheckpointError(
+            f"cannot resume {out}: it holds a checkpoint in {foreign[0]}, which this command does not write "
+            "(another --compare or --optimizer); use the same command"
+        )
+    return True
 
 
 # what `nino train` / `nino metatrain` write into their output dirs (what --resume may clear)
@@ -162,15 +171,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         from .checkpoint import load_nino
 
         load_nino(cfg.ckpt)  # a bad name, path or file fails here, before the output dir exists
-    if args.resume:
-        _start_over_in(Path(args.output), TRAIN_OUTPUTS, "nino train")
-    out = _output_dir(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    out = Path(args.output)
+    runs = {name: out / name if args.compare else out for name in optimizers}
+    resume = args.resume and _continues(out, cfg, TRAIN_OUTPUTS, "nino train", list(runs.values()))
+    if not resume:
+        _output_dir(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     results, summary = [], {}
     try:
-        for name in optimizers:
-            result = run(cfg, name, out / name if args.compare else out)
+        for name, run_dir in runs.items():
+            result = run(cfg, name, run_dir, resume=resume)
             results.append(result)
             last = result.records[-1]
             summary[name] = {
@@ -183,9 +194,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             }
             print(f"{name}: step {last['step']} val loss {_fmt(last['loss'])} ({result.train_seconds:.1f}s)")
     except LearngeneError as exc:
-        raise type(exc)(
-            f"{exc}; after fixing it, add --resume to the same command to start over in {out}"
-        ) from None
+        if resume and isinstance(exc, CheckpointError):  # e.g. another --optimizer: nothing was changed
+            raise
+        raise type(exc)(f"{exc}{_after_failure(out, list(runs.values()))}") from None
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     png = plot_compare(results, out / ("compare.png" if args.compare else "loss.png"), title=cfg.task)
     print(f"curves: {png}")
@@ -276,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", type=int, default=None, help="steps between nowcasts")
     p.add_argument(
         "--resume", action="store_true",
-        help="rerun an interrupted or failed run in place (same command): its files are cleared and it starts over",
+        help="continue an interrupted run from its last checkpoint (same command; a run stopped before its "
+        "first checkpoint is cleared and starts over)",
     )  # fmt: skip
     p.set_defaults(fn=cmd_train)
 

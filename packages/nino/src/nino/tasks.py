@@ -171,16 +171,26 @@ class Batches:
         return -(-len(self.inputs) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self._epoch(self._order())
+
+    def _order(self) -> torch.Tensor:
         n = len(self.inputs)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for start in range(0, n, self.batch_size):
+        return torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
+
+    def _epoch(self, order: torch.Tensor, first: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(first * self.batch_size, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.inputs[idx], self.targets[idx]
 
-    def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless batches, reshuffled every epoch."""
+    def forever(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless batches, reshuffled every epoch; `skip`: start after that many, as a run resumed after
+        `skip` steps does (only the shuffles of the skipped epochs are drawn again)."""
+        epochs, first = divmod(skip, len(self))
+        for _ in range(epochs):
+            self._order()
         while True:
-            yield from self
+            yield from self._epoch(self._order(), first)
+            first = 0
 
 
 def _tensors(dataset: Any) -> tuple[torch.Tensor, torch.Tensor]:

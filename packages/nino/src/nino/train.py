@@ -47,13 +47,14 @@ class TrainRunConfig:
     train_curve: bool = (
         False  # also log the loss on the whole training split at each evaluation (split "train")
     )
+    checkpoint_every: int = 100  # steps between resumable checkpoints (checkpoints/last; and at the end)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)  # more NiNo(...) keyword arguments
 
     def __post_init__(self) -> None:
         if self.task not in task_names():
             raise ValueError(f"task must be one of {', '.join(task_names())}; got {self.task!r}")
-        for name in ("steps", "eval_every", "period", "ctx", "lr", "guard_factor"):
+        for name in ("steps", "eval_every", "checkpoint_every", "period", "ctx", "lr", "guard_factor"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):  # NaN fails both
                 raise ValueError(f"{name} must be a finite number > 0, got {value}")
@@ -117,13 +118,21 @@ def make_optimizer(cfg: TrainRunConfig, name: str, model: torch.nn.Module, base:
                 ctx=cfg.ctx, guard_factor=cfg.guard_factor, check_after=cfg.check_after, **cfg.extra)  # fmt: skip
 
 
-def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | None = None) -> RunResult:
+def run(
+    cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | None = None, resume: bool = False
+) -> RunResult:
     """Train `cfg.task` for `cfg.steps` optimizer calls; evaluate on validation every `eval_every` steps.
 
     NiNo's jumps are checked on the task's held-out split (by default `check_after` steps later, against a
     shadow AdamW run from the pre-jump state on the same batches); a refused jump is rolled back to the base
     run, so when every jump is refused the run equals plain AdamW's exactly (same init, batches and updates).
+
+    With `output_dir`, every `checkpoint_every` steps (and at the end) `checkpoints/last` gets the weights, the
+    optimizer's state (NiNo's included), the step and the RNG states; `resume` continues from there, bitwise as
+    if the run had not stopped (without a checkpoint, it starts over).
     """
+    from .runstate import has_checkpoint, misfit, resume_from_last, save_last
+
     task = build_task(cfg.task, cfg.seed, cfg.data_seed)
     model = task.model
     base = task.optimizer()
@@ -133,16 +142,29 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
     opt = make_optimizer(cfg, optimizer, model, base)
     log = MetricsLog(Path(output_dir or ".") / "metrics.jsonl", enabled=output_dir is not None)
     train_split = Batches(task.train.inputs, task.train.targets, 256, shuffle=False)
-    log.log(0, "val", **task.evaluate())
-    if cfg.train_curve:
-        log.log(0, "train", **evaluate(task, model, train_split))
-    batches = task.train.forever()
     wrapped = optimizer == "nino"
     if wrapped:
         opt.holdout = task.holdout_loss  # the jumps are checked on the held-out 1/12 of the training split
-    train_seconds = 0.0
+    done, train_seconds = 0, 0.0
+    if resume and output_dir is not None and has_checkpoint(output_dir):
+        state = resume_from_last(output_dir, model, {"optimizer": optimizer})
+        try:
+            opt.load_state_dict(state["optimizer"])
+            done, train_seconds = int(state["step"]), float(state["train_seconds"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise misfit(output_dir, exc) from None
+        log.truncate_after(done)
+    else:
+        if resume and output_dir is not None:
+            log.truncate_after(-1)  # what an attempt stopped before its first checkpoint logged
+        log.log(0, "val", **task.evaluate())
+        if cfg.train_curve:
+            log.log(0, "train", **evaluate(task, model, train_split))
+    batches = task.train.forever(skip=done)  # one batch per step
     model.train()
-    for step in tqdm(range(1, cfg.steps + 1), desc=f"{cfg.task} {optimizer}", disable=not cfg.progress):
+    bar = tqdm(range(done + 1, cfg.steps + 1), desc=f"{cfg.task} {optimizer}", disable=not cfg.progress,
+               initial=done, total=cfg.steps)  # fmt: skip
+    for step in bar:
         started = time.process_time()
         batch = next(batches)
 
@@ -161,6 +183,9 @@ def run(cfg: TrainRunConfig, optimizer: str = "adamw", output_dir: str | Path | 
             log.log(step, "val", **metrics)
             if cfg.train_curve:
                 log.log(step, "train", **evaluate(task, model, train_split))
+        if output_dir is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            state = {"step": step, "optimizer": opt.state_dict(), "train_seconds": train_seconds}
+            save_last(output_dir, model, state, {"optimizer": optimizer, "step": step})
     history = list(getattr(opt, "history", [])) if wrapped else []
     period = opt.period if wrapped else None
     nowcast_seconds = sum(r["seconds"] for r in history)
