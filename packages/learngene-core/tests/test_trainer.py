@@ -15,6 +15,7 @@ from learngene_core.config import TrainConfig
 from learngene_core.errors import CheckpointError, ModelError, TrainingError
 from learngene_core.metrics import read_metrics
 from learngene_core.tasks import CausalLMTask, ClassificationTask
+from learngene_core.testing import assert_same_safetensors, model_data_probes
 from learngene_core.trainer import LAST_DIR, Trainer, build_scheduler, default_param_groups
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -293,13 +294,13 @@ def test_nan_loss_raises_naming_the_step_and_keeps_last_checkpoint(tmp_path, tin
     calls = []
 
     def nan_at_third_step(model, inputs, targets, logits):
-        calls.append(1)
+        calls.append(1) if model.training else None  # the check before step 1 runs in eval mode
         return {"bad": torch.tensor(float("nan") if len(calls) == 3 else 0.0)}
 
     trainer = make_trainer(
         tmp_path, tiny_loaders(), tiny_mlp(), config(checkpoint_every=2), loss_terms=[nan_at_third_step]
     )
-    with pytest.raises(TrainingError, match="at step 3"):
+    with pytest.raises(TrainingError, match=r"^loss part 'bad' is not finite: loss became nan at step 3"):
         trainer.fit()
     last = tmp_path / LAST_DIR
     assert read_metadata(last)["train_state"]["step"] == 2
@@ -340,6 +341,58 @@ def test_a_model_that_cannot_run_on_the_data_fails_before_the_first_step(tmp_pat
     with pytest.raises(ModelError, match=r"cannot run on a training batch \(inputs \(2, 8\)\)"):
         trainer.fit()
     assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_a_loss_term_that_does_not_fit_the_logits_is_named_before_the_first_step(
+    tmp_path, tiny_loaders, tiny_mlp
+):
+    def fine(model, inputs, targets, logits):
+        return {"fine": logits.sum() * 0}
+
+    def five_classes(model, inputs, targets, logits):  # the model has 3
+        return {"agree": (logits @ torch.ones(5, 1)).mean()}
+
+    trainer = make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(), loss_terms=[fine, five_classes])
+    with pytest.raises(ModelError, match=r"^loss term 2 \(five_classes\) cannot run on a training batch "
+                                         r"\(inputs \(2, 8\), logits \(2, 3\)\): mat1 and mat2"):  # fmt: skip
+        trainer.fit()
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+class NoisyTerm:
+    """A loss term that draws from the global RNG and records the mode of each call."""
+
+    def __init__(self):
+        self.modes: list[bool] = []
+
+    def __call__(self, model, inputs, targets, logits):
+        self.modes.append(model.training)
+        return {"noise": 0.1 * (logits * torch.randn_like(logits)).mean()}
+
+
+def test_loss_terms_join_the_check_before_step_1_and_it_changes_nothing(tmp_path, tiny_loaders, tiny_mlp):
+    runs = {}
+    for name, enabled in (("probed", True), ("unprobed", False)):
+        term = NoisyTerm()
+        model = tiny_mlp(dropout=0.3)
+        with model_data_probes(enabled):
+            make_trainer(tmp_path / name, tiny_loaders(), model, config(max_steps=6), loss_terms=[term]).fit()
+        runs[name] = (term.modes, weights(model))
+    assert runs["probed"][0] == [False] + [True] * 6  # checked once in eval mode, then six training steps
+    assert runs["unprobed"][0] == [True] * 6
+    assert runs["probed"][1].keys() == runs["unprobed"][1].keys()
+    assert all(torch.equal(runs["probed"][1][k], runs["unprobed"][1][k]) for k in runs["probed"][1])
+    assert_same_safetensors(tmp_path / "probed", tmp_path / "unprobed")
+
+
+def test_a_loss_term_with_probe_is_checked_through_it(tmp_path, tiny_loaders, tiny_mlp):
+    class Stateful(NoisyTerm):
+        def probe(self, model, inputs, targets, logits):
+            self.probed = logits.shape
+
+    term = Stateful()
+    make_trainer(tmp_path, tiny_loaders(), tiny_mlp(), config(max_steps=2), loss_terms=[term]).fit()
+    assert term.probed == (2, 3) and term.modes == [True, True]
 
 
 # ------------------------------------------------------------------------------------------ schedule

@@ -167,7 +167,9 @@ class Distiller:
         with torch.no_grad():
             return self.task.logits(self.teacher, inputs)
 
-    def probe(self, model: nn.Module, inputs: Any, targets: torch.Tensor) -> None:
+    def probe(
+        self, model: nn.Module, inputs: Any, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """The loss on one batch, as the Trainer's check before step 1 calls it (eval mode, no gradients); a
         teacher that cannot run on the data, or whose logits do not match the student's, is named as such."""
         logits = logits_or_named_error(self.task, "student", model, inputs)
@@ -179,7 +181,7 @@ class Distiller:
                 f"{tuple(teacher_logits.shape)}, the student {tuple(logits.shape)}: distil on data with the "
                 "teacher's classes"
             )
-        self(model, inputs, targets)
+        return self(model, inputs, targets)
 
     def __call__(
         self, model: nn.Module, inputs: Any, targets: torch.Tensor

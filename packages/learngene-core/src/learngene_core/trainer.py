@@ -8,6 +8,9 @@ Methods extend it through a handful of named hooks instead of copying it:
 - `callbacks`: objects with any of `on_step_end(trainer)`, `on_evaluate(trainer, split, metrics)`,
   `on_train_end(trainer)`;
 - `eval_fn(trainer, dataloader, split) -> metrics` replaces the default evaluation.
+Before step 1 the loss and every loss term run once on a training batch (eval mode, no gradients; see
+`Trainer._check_model_fits_data`): a `loss_fn` or term that keeps state between calls or needs gradients offers
+`probe` with its own arguments (a `loss_fn`'s returns what the loss returns).
 A `loss_fn`, loss term or callback that keeps state across steps (a meta-network and its optimizer, running
 sums) defines `checkpoint_state() -> dict` and `restore_checkpoint_state(state)`: that state goes into every
 `checkpoints/last`, so a resumed run continues it exactly. One whose own loop can diverge (a meta-network with
@@ -116,6 +119,10 @@ def _check_not_empty(loaders: dict[str, DataLoader | None]) -> None:
         if empty:
             hint = "; give the dataset one (e.g. data.options.val_fraction=0.1)" if split == "val" else ""
             raise DataError(f"the {split} split is empty (0 batches){hint}")
+
+
+def _shape(inputs: Any) -> tuple[int, ...] | str:
+    return tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
 
 
 class Trainer:
@@ -288,9 +295,11 @@ class Trainer:
             loss = loss + sum(extra.values())
         value = loss.detach().float().item()  # the step's one host sync: logged and checked for NaN
         if not math.isfinite(value):
+            bad = [name for name, part in parts.items() if not torch.isfinite(part.detach()).all()]
+            culprit = f"loss part {', '.join(repr(name) for name in bad)} is not finite: " if bad else ""
             raise TrainingError(
-                f"loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); the last "
-                f"checkpoint is kept; {self._divergence_hint()}"
+                f"{culprit}loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); the "
+                f"last checkpoint is kept; {self._divergence_hint()}"
             )
         return loss, value, parts
 
@@ -462,13 +471,15 @@ class Trainer:
 
     def _check_model_fits_data(self) -> None:
         """One eval-mode forward pass without gradients on a batch of two training samples, so a model/data
-        mismatch (a patch larger than the image, a wrong channel count, a teacher trained on other images) is one
-        ModelError before the first step, not a traceback inside it.
+        mismatch (a patch larger than the image, a wrong channel count, a teacher trained on other images, a loss
+        term that does not fit the logits) is one ModelError before the first step, not a traceback inside it.
 
         With a custom `loss_fn`, the pass goes through it (teacher and all), or through its
-        `probe(model, inputs, targets)` if it has one: a loss that needs gradients or keeps state between calls
-        must offer `probe`. Nothing of the run changes: every RNG is restored afterwards, and the model and the
-        extra modules are back in their mode (a probed run's weights equal an unprobed one's, bit for bit).
+        `probe(model, inputs, targets)` if it has one, which returns what the loss returns: a loss that needs
+        gradients or keeps state between calls must offer `probe`. Each of the `loss_terms` then runs on the
+        logits (or its own `probe(model, inputs, targets, logits)`, under the same rule), and a failing term is
+        named. Nothing of the run changes: every RNG is restored afterwards, and the model and the extra modules
+        are back in their mode (a probed run's weights equal an unprobed one's, bit for bit).
         """
         loader = self._raw_train_loader
         if isinstance(loader.dataset, IterableDataset) or not len(loader.dataset):  # type: ignore[arg-type]
@@ -483,22 +494,47 @@ class Trainer:
             inputs, targets = send_to_device(batch, self.accelerator.device)
             for module in modules:
                 module.eval()
-            try:
-                with torch.no_grad():
-                    if self.loss_fn is None:
-                        self.task.loss(self.task.logits(self.model, inputs), targets)
-                    else:
-                        getattr(self.loss_fn, "probe", self.loss_fn)(self.model, inputs, targets)
-            except MISMATCH_ERRORS as exc:
-                name = type(self.accelerator.unwrap_model(self.model)).__name__
-                shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
-                raise ModelError(
-                    f"the model ({name}) cannot run on a training batch (inputs {shape}): {first_line(exc)}"
-                ) from None
+            with torch.no_grad():
+                logits = self._probe_loss(inputs, targets)
+                for number, term in enumerate(self.loss_terms, 1):
+                    self._probe_term(number, term, inputs, targets, logits)
         finally:
             for module, mode in zip(modules, modes):
                 module.train(mode)
             set_rng_state(rng)
+
+    def _probe_loss(self, inputs: Any, targets: torch.Tensor) -> torch.Tensor | None:
+        """The loss of the check before step 1 (see `_check_model_fits_data`); returns its logits."""
+        try:
+            if self.loss_fn is None:
+                logits = self.task.logits(self.model, inputs)
+                self.task.loss(logits, targets)
+            else:
+                found = getattr(self.loss_fn, "probe", self.loss_fn)(self.model, inputs, targets)
+                logits = found[1] if isinstance(found, tuple) else None
+        except MISMATCH_ERRORS as exc:
+            name = type(self.accelerator.unwrap_model(self.model)).__name__
+            raise ModelError(
+                f"the model ({name}) cannot run on a training batch (inputs {_shape(inputs)}): {first_line(exc)}"
+            ) from None
+        if self.loss_terms and logits is None:
+            raise TypeError(
+                f"{type(self.loss_fn).__name__}.probe must return (loss, logits, parts) for loss_terms"
+            )
+        return logits
+
+    def _probe_term(
+        self, number: int, term: LossTerm, inputs: Any, targets: torch.Tensor, logits: torch.Tensor
+    ) -> None:
+        """One loss term in the check before step 1: a term that cannot run on the batch is named."""
+        name = getattr(term, "__name__", type(term).__name__)
+        try:
+            getattr(term, "probe", term)(self.model, inputs, targets, logits)
+        except MISMATCH_ERRORS as exc:
+            raise ModelError(
+                f"loss term {number} ({name}) cannot run on a training batch (inputs {_shape(inputs)}, logits "
+                f"{tuple(logits.shape)}): {first_line(exc)}"
+            ) from None
 
     def _restore_pending_rng(self) -> None:
         set_rng_state(self._pending_rng)
