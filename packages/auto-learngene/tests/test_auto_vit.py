@@ -47,3 +47,21 @@ def test_widened_vit_ancestry_to_descendant(tmp_path):
     losses = [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
               if r["split"] == "val"]  # fmt: skip
     assert losses[-1] < losses[0]
+
+
+def test_a_vit_descendant_on_other_image_sizes_inherits_the_same_blocks(condensed_dir, tmp_path):
+    """Allowed by design: a layer learngene holds whole ViT blocks, which do not depend on the number of
+    patches; the position embeddings (which do) are never inherited but fresh, as the patch embedding and head."""
+    learngene = Learngene.load(condensed_dir / "learngene", "auto-learngene")
+    assert learngene.manifest["input_shape"] == [1, 16, 16]
+    assert not any(k.startswith(("pos_embed", "patch_embed")) for k in learngene.tensors)
+    model, inheritance, _ = build_layer_descendant(
+        learngene, "learngene", num_classes=2, input_shape=(1, 32, 32)
+    )
+    assert model.patch_embed.img_size == (32, 32)  # more patches, so more (fresh) position embeddings
+    copied = {k for k, v in inheritance.items() if v == "copied"}
+    assert copied == set(learngene.tensors)
+    assert all(torch.equal(model.state_dict()[k], learngene.tensors[k]) for k in copied)
+    argv = ["train", "--learngene", str(condensed_dir / "learngene"), "--config", "tiny-descendant",
+            "--output-dir", str(tmp_path / "d32"), "data.image_size=32", "train.epochs=1"]  # fmt: skip
+    assert auto_main(argv) == 0

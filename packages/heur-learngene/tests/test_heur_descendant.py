@@ -47,3 +47,20 @@ def test_expand_prints_the_inheritance_map_like_tleg(collective_dir, tmp_path, c
     assert sorted(k for k, v in inheritance.items() if v == "copied") == sorted(
         Learngene.load(collective_dir / "learngene").tensors
     )
+
+
+def test_a_descendant_on_other_image_sizes_inherits_the_same_layers(collective_dir, tmp_path):
+    """Allowed by design: the inherited convs hold no tensor that depends on the image size and the VGG pools
+    globally before its (fresh) head, so a descendant on 32x32 images (the collective model saw 16x16) gets the
+    learngene layers exactly and trains."""
+    learngene = Learngene.load(collective_dir / "learngene", "heur-learngene")
+    assert learngene.manifest["input_shape"] == [1, 16, 16]
+    model, inheritance, _ = build_layer_descendant(
+        learngene, "learngene", num_classes=2, input_shape=(1, 32, 32)
+    )
+    copied = {k for k, v in inheritance.items() if v == "copied"}
+    assert copied == set(learngene.tensors)
+    assert all(torch.equal(model.state_dict()[k], learngene.tensors[k]) for k in copied)
+    code = main(["train", "--learngene", str(collective_dir / "learngene"), "--config", "tiny-descendant",
+                 "--output-dir", str(tmp_path / "d32"), "data.image_size=32", "train.epochs=1"])  # fmt: skip
+    assert code == 0

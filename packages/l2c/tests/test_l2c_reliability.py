@@ -90,8 +90,11 @@ def results(tmp_path_factory):
         "hostile .pt backbone": ([*selector, str(tmp / "s4"), f"model.checkpoint={tmp / 'evil.pt'}"], "refused"),
         "lr=.nan": ([*selector, str(tmp / "s2"), "selector.train.lr=.nan"], "'selector.train.lr' must be a finite number"),
         "NaN loss": ([*selector, str(tmp / "s3"), "selector.train.lr=1e30"], "loss became nan"),
+        "images of another size than the backbone's": ([*selector, str(tmp / "s5"), "data.image_size=32"], "tiny-vit-synthetic64.safetensors was pre-trained on 16x16 images (17 position embeddings) but data.image_size gives 32x32 (65): set data.image_size=16"),
     }  # fmt: skip
-    return run_named_console_cases("l2c.cli", cases)
+    results = run_named_console_cases("l2c.cli", cases)
+    assert not (tmp / "s5").exists()  # refused before anything is written
+    return results
 
 
 @pytest.mark.parametrize(
@@ -105,6 +108,7 @@ def results(tmp_path_factory):
         "hostile .pt backbone",
         "lr=.nan",
         "NaN loss",
+        "images of another size than the backbone's",
     ],
 )
 def test_bad_input_is_one_error_line_with_exit_code_2_in_one_interpreter(results, case):

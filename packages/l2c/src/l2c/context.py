@@ -67,8 +67,9 @@ def build_context(cfg: L2CConfig, split_file: Path | None = None) -> Context:
     assert splits.num_classes is not None
     split = load_split(split_file) if split_file is not None else build_split(cfg, splits.num_classes)
     stream = TaskStream(splits, split)
-    backbone = build_backbone(
-        replace(cfg.model), num_classes=0, input_shape=splits.input_shape, seed=cfg.seed, package="l2c"
-    )
+    backbone = build_backbone(  # frozen: it must see the image size it was pre-trained on
+        replace(cfg.model), num_classes=0, input_shape=splits.input_shape, seed=cfg.seed, package="l2c",
+        resize_position_embeddings=False,
+    )  # fmt: skip
     backbone.eval()
     return Context(cfg, stream, AdapterPool(backbone))
