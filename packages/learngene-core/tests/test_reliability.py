@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from learngene_core.cli import main
 from learngene_core.clitools import run_cli
@@ -62,6 +63,8 @@ def results(tmp_path_factory):
     corrupt = _image_folder(tmp / "corrupt", ["cat", "dog"], corrupt=True)
     torch.save({"w": HostilePickle()}, tmp / "evil.pt")
     (tmp / "broken.pt").write_bytes(b"\x80\x02garbage" * 10)
+    save_file({"head.weight": torch.tensor([1.0, float("nan")])}, str(tmp / "nan.safetensors"))
+    torch.save({"head.bias": torch.tensor([float("inf")])}, tmp / "inf.pt")
     bad_meta = _stopped_run_with(
         tmp,
         "bad-meta",
@@ -81,6 +84,9 @@ def results(tmp_path_factory):
         "NaN loss": ([*train, "--output-dir", str(tmp / "r8"), "train.lr=1e30", *QUICK], "loss became nan"),
         "corrupt metadata.json on resume": ([*train, "--output-dir", str(bad_meta), "--resume", *QUICK], "metadata.json is not valid JSON"),
         "hostile .pt checkpoint": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "evil.pt")], "refused"),
+        "NaN weights in eval": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "nan.safetensors")], "nan.safetensors: tensor 'head.weight' holds NaN or infinite values"),
+        "inf weights in eval (.pt)": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "inf.pt")], "inf.pt: tensor 'head.bias' holds NaN or infinite values"),
+        "NaN model.checkpoint": ([*train, "--output-dir", str(tmp / "r9"), f"model.checkpoint={tmp / 'nan.safetensors'}", *QUICK], "tensor 'head.weight' holds NaN"),
         "corrupt .pt checkpoint": (["eval", "--config", "digits-vit", "--checkpoint", str(tmp / "broken.pt")], "not a torch checkpoint"),
     }  # fmt: skip
     return run_named_console_cases("learngene_core.cli", cases)
@@ -100,6 +106,9 @@ CASES = [
     "corrupt metadata.json on resume",
     "hostile .pt checkpoint",
     "corrupt .pt checkpoint",
+    "NaN weights in eval",
+    "inf weights in eval (.pt)",
+    "NaN model.checkpoint",
 ]
 
 

@@ -180,9 +180,22 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"weights file not found: {path}")
     try:
-        return load_file(str(path))
+        state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise CheckpointError(f"cannot read weights file {path}: {exc}") from None
+    return check_finite_weights(state, path)
+
+
+def check_finite_weights(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """`state`, or a CheckpointError naming the first floating tensor with NaN or infinite values: weights saved
+    from a diverged run would otherwise load silently and give NaN everywhere (or a misleading NaN loss later)."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(
+                f"{path}: tensor '{name}' holds NaN or infinite values (saved from a diverged run?); "
+                "use another checkpoint"
+            )
+    return state
 
 
 def load_model_weights(
@@ -206,6 +219,8 @@ def load_model_weights(
             state = state["state_dict"]
         elif isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]
+        if isinstance(state, dict):
+            check_finite_weights(state, path)
     own = model.state_dict()
     mismatched = [
         f"{k}: {tuple(v.shape)} in file, {tuple(own[k].shape)} in model"
@@ -362,4 +377,4 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path} holds no state dict (a mapping of names to tensors)")
-    return dict(state)
+    return check_finite_weights(dict(state), path)

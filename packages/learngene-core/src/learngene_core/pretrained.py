@@ -20,7 +20,7 @@ import torch
 from accelerate.utils import set_seed
 from torch import nn
 
-from .checkpoint import load_weights, torch_load_safely
+from .checkpoint import check_finite_weights, load_weights, torch_load_safely
 from .config import ModelConfig
 from .errors import CheckpointError
 from .models import build_model
@@ -164,4 +164,4 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
             state = state[key]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no state dict")
-    return state
+    return check_finite_weights(state, path)
