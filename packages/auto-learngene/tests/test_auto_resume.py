@@ -51,3 +51,25 @@ def test_stopped_before_its_first_checkpoint_reruns_in_place_with_or_without_res
         assert main([*argv, "--output-dir", str(run)]) == 130
     assert main([*argv, "--output-dir", str(run), *again]) == 0
     assert (run / "learngene" / "manifest.json").is_file()
+
+
+def test_resuming_a_condense_written_before_it_could_resume_is_one_line_saying_why(
+    ancestry_dir, tmp_path, capsys
+):
+    """Such runs have pseudo-descendant/ but no top-level config.yaml (and no meta-network in the checkpoints)."""
+    run = tmp_path / "old"
+    (run / "pseudo-descendant").mkdir(parents=True)
+    argv = [
+        "condense",
+        "--config",
+        "tiny",
+        "--output-dir",
+        str(run),
+        f"ancestry.run={ancestry_dir}",
+        "--resume",
+    ]
+    assert main(argv) == 2
+    assert_one_error_line(
+        2, capsys.readouterr().err, "auto-learngene", "written before this command could resume"
+    )
+    assert [p.name for p in run.iterdir()] == ["pseudo-descendant"]

@@ -159,3 +159,14 @@ def test_a_broken_line_inside_stream_jsonl_is_one_line_naming_file_and_line(tmp_
     assert main([*ARGV, "--output-dir", str(run), "--resume"]) == 2
     assert_one_error_line(2, capsys.readouterr().err, "heur-learngene", f"{stream}:1: not a JSON record")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_resuming_a_run_written_before_collective_could_resume_is_one_line_saying_why(tmp_path, capsys):
+    """Such runs have collective/task-00/ but no top-level config.yaml (and no widening-generator state)."""
+    run = tmp_path / "old"
+    (run / "collective" / "task-00").mkdir(parents=True)
+    (run / "stream.jsonl").write_text("")
+    assert main([*ARGV, "--output-dir", str(run), "--resume"]) == 2
+    assert_one_error_line(2, capsys.readouterr().err, "heur-learngene", "written before this command could resume",
+                          "run it again into a new --output-dir")  # fmt: skip
+    assert sorted(p.name for p in run.rglob("*")) == ["collective", "stream.jsonl", "task-00"]

@@ -141,6 +141,12 @@ def check_runs_dir(output_dir: str | Path, cfg: Any, first_run: str, resume: boo
     under it in turn (`first_run` first) and records its progress there, so that `resume` continues it: with
     `resume`, config.yaml must equal `cfg` (else one error naming the first differing key) or nothing is there
     yet; without, the directory must be new or hold only a first run stopped before its first checkpoint."""
+    output_dir = Path(output_dir)
+    if resume and (output_dir / first_run).is_dir() and not (output_dir / CONFIG_NAME).is_file():
+        raise CheckpointError(
+            f"cannot resume {output_dir}: it has {first_run}/ but no {CONFIG_NAME}, so it was written before this "
+            "command could resume (its runs lack the state to continue); run it again into a new --output-dir"
+        )
     if resume:
         check_output_dir(output_dir, cfg, resume=True)
     else:
