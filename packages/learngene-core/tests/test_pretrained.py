@@ -38,3 +38,22 @@ def test_checkpoint_of_another_model_and_unknown_assets_are_one_line_errors(tmp_
         resolve_checkpoint("package:vit.safetensors")
     with pytest.raises(CheckpointError, match="no shipped checkpoint 'nope' in learngene_core/assets"):
         resolve_checkpoint("package:nope", "learngene_core")
+
+
+def test_a_backbone_file_is_read_as_importers_read_checkpoints(tmp_path):
+    """One reader (`checkpoint.read_state_dict`) for backbones and importers: a pickle whose state dict holds
+    something other than tensors is one CheckpointError naming the file, not an AttributeError at its shapes."""
+    state = build_backbone(TINY, num_classes=5, input_shape=(1, 8, 8), seed=1).state_dict()
+    torch.save({"model": {**state, "pos_embed": "not a tensor"}}, tmp_path / "odd.pth")
+    cfg = ModelConfig(name=TINY.name, kwargs=TINY.kwargs, checkpoint=str(tmp_path / "odd.pth"))
+    with pytest.raises(
+        CheckpointError, match=r"odd.pth holds no state dict \(a mapping of names to tensors\)"
+    ):
+        build_backbone(cfg, num_classes=5, input_shape=(1, 8, 8), seed=0)
+    torch.save(
+        {"model": state}, tmp_path / "deit-style.pth"
+    )  # a training script's {"model": ...} still loads
+    cfg = ModelConfig(name=TINY.name, kwargs=TINY.kwargs, checkpoint=str(tmp_path / "deit-style.pth"))
+    assert torch.equal(
+        build_backbone(cfg, num_classes=3, input_shape=(1, 8, 8), seed=2).pos_embed, state["pos_embed"]
+    )

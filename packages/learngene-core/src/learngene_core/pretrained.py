@@ -20,7 +20,7 @@ import torch
 from accelerate.utils import set_seed
 from torch import nn
 
-from .checkpoint import check_finite_weights, load_weights, torch_load_safely
+from .checkpoint import read_state_dict
 from .config import ModelConfig
 from .errors import CheckpointError
 from .models import build_model
@@ -86,7 +86,7 @@ def load_backbone_weights(model: nn.Module, path: Path, resize_position_embeddin
             raise CheckpointError(f"{path} does not fit {type(model).__name__}: {exc}") from None
         model.get_classifier().load_state_dict(head)
         return
-    state = _read_state(path)
+    state = read_state_dict(path)
     # pos_embed in the layouts timm loads as they are (a layout its filter converts is not checked)
     stored = state.get("pos_embed")
     if not resize_position_embeddings and isinstance(stored, torch.Tensor):
@@ -153,15 +153,3 @@ def _image_side(model: nn.Module, tokens: int) -> int | None:
 
 def _px(side: int | None) -> str:
     return f"{side}x{side}" if side else "non-square"
-
-
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_weights(path)
-    state = torch_load_safely(path)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds no state dict")
-    return check_finite_weights(state, path)
