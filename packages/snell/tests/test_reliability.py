@@ -53,9 +53,11 @@ def results(tmp_path_factory):
         "official file of no known layout": (import_official("o7"), "not an official SNELL checkpoint"),
         "official ConvNeXt with conv_mlp": (import_official("o8", "model.name=convnext_atto", convnext), "ConvNeXt with conv_mlp=True (1x1-conv MLPs) is not supported"),
         "official Swin V2": (import_official("o9", "model.name=swinv2_tiny_window8_256", swin_v2), "Swin V2 (SwinTransformerV2) is not supported"),
+        "image size other than the backbone's": (train("o10", "data.image_size=32"), "was pre-trained on 16x16 images (17 position embeddings) but data.image_size gives 32x32 (65): set data.image_size=16"),
+        "compare on another image size": (["compare", "--config", "tiny", "--output-dir", str(tmp / "o11"), "data.image_size=8"], "set data.image_size=16"),
     }  # fmt: skip
     results = run_named_console_cases("snell.cli", cases)
-    assert not any((tmp / out).exists() for out in ("o7", "o8", "o9"))  # import-official wrote nothing
+    assert not any((tmp / out).exists() for out in ("o7", "o8", "o9", "o10", "o11"))  # nothing written
     return results
 
 
@@ -70,6 +72,8 @@ CASES = [
     "official file of no known layout",
     "official ConvNeXt with conv_mlp",
     "official Swin V2",
+    "image size other than the backbone's",
+    "compare on another image size",
 ]
 
 
