@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from learngene_core.checkpoint import load_model_weights, load_training_state, load_weights, read_metadata
 from learngene_core.config import TrainConfig
@@ -312,6 +313,57 @@ def test_nan_loss_raises_naming_the_step_and_keeps_last_checkpoint(tmp_path, tin
     assert all(torch.isfinite(v).all() for v in saved.values())
     assert sorted(p.name for p in last.parent.iterdir()) == ["last"]
     assert not (tmp_path / "final").exists()
+
+
+def test_a_nan_loss_on_the_first_batch_is_not_blamed_on_the_learning_rate(tmp_path, tiny_loaders, tiny_mlp):
+    train, val, test = tiny_loaders()
+    poisoned = [(x.clone(), y) for x, y in train.dataset]
+    poisoned[0][0][0] = float("nan")  # a NaN feature in the data
+    loaders = (DataLoader(poisoned, batch_size=len(poisoned)), val, test)  # every step sees it
+    with pytest.raises(TrainingError) as raised:
+        make_trainer(tmp_path, loaders, tiny_mlp(), config()).fit()
+    assert str(raised.value) == (
+        "loss is nan on the first training batch, before any optimizer step (so not the learning rate): the "
+        "training batch's inputs hold NaN or infinite values"
+    )
+
+    class NanLoss:
+        def __call__(self, model, inputs, targets):
+            logits = model(inputs)
+            return logits.sum() * float("nan"), logits, {}
+
+    with pytest.raises(
+        TrainingError, match=r"before any optimizer step \(so not the learning rate\): the data, "
+    ):
+        make_trainer(tmp_path / "b", tiny_loaders(), tiny_mlp(), config(), loss_fn=NanLoss()).fit()
+    NanLoss.divergence_hint = lambda self: "lower method.meta_lr"  # a hook's own hint still wins
+    with pytest.raises(TrainingError, match=r"loss became nan at step 1 .*; lower method.meta_lr$"):
+        make_trainer(tmp_path / "c", tiny_loaders(), tiny_mlp(), config(), loss_fn=NanLoss()).fit()
+
+
+def test_a_non_finite_validation_value_never_counts_as_the_best_and_is_said_once(
+    tmp_path, tiny_loaders, tiny_mlp, capsys
+):
+    values = iter([float("nan"), 0.2, float("nan"), 0.4, 0.5])  # four validations, then the test split
+
+    def eval_fn(trainer, loader, split):
+        return {"accuracy": next(values)}
+
+    recorder = Recorder()
+    make_trainer(
+        tmp_path, tiny_loaders(), tiny_mlp(), config(epochs=4), eval_fn=eval_fn, callbacks=[recorder]
+    ).fit()
+    steps = [step for split, step, _ in recorder.evaluations if split == "val"]
+    meta = read_metadata(tmp_path / "best")
+    assert (meta["step"], meta["metrics"]["accuracy"]) == (
+        steps[3],
+        0.4,
+    )  # not the NaN of the first validation
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [
+        f"warning: validation accuracy is nan at step {steps[0]}: a non-finite value never counts as the best, "
+        "so best/ is not updated by it (not repeated)"
+    ]
 
 
 def test_non_finite_parameters_stop_training_and_keep_the_last_good_checkpoint(

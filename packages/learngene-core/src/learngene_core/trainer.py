@@ -125,6 +125,17 @@ def _shape(inputs: Any) -> tuple[int, ...] | str:
     return tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else "dict"
 
 
+def _holds_non_finite(inputs: Any) -> bool:
+    """Whether a batch's inputs (a tensor, or tensors in dicts, lists and tuples) hold NaN or infinite values."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.is_floating_point() and not bool(torch.isfinite(inputs).all())
+    if isinstance(inputs, dict):
+        return any(_holds_non_finite(v) for v in inputs.values())
+    if isinstance(inputs, (list, tuple)):
+        return any(_holds_non_finite(v) for v in inputs)
+    return False
+
+
 class Trainer:
     """Trains `model` on `train_loader` with the settings of a `TrainConfig`, writing to `output_dir`."""
 
@@ -161,6 +172,7 @@ class Trainer:
         }  # in every checkpoint's metadata.json
         self.state = TrainState()
         self._pending_rng: dict[str, Any] | None = None  # RNG state of a resumed checkpoint, set in fit()
+        self._warned_non_finite_val = False
 
         set_seed(seed)
         self.accelerator = Accelerator(
@@ -297,6 +309,16 @@ class Trainer:
         if not math.isfinite(value):
             bad = [name for name, part in parts.items() if not torch.isfinite(part.detach()).all()]
             culprit = f"loss part {', '.join(repr(name) for name in bad)} is not finite: " if bad else ""
+            if self.state.step == 0 and not self._hook_hint():  # no optimizer step yet: not the learning rate
+                source = (
+                    "the training batch's inputs hold NaN or infinite values"
+                    if _holds_non_finite(inputs)
+                    else "the data, the initial weights or the loss itself give it"
+                )
+                raise TrainingError(
+                    f"{culprit}loss is {value} on the first training batch, before any optimizer step (so not "
+                    f"the learning rate): {source}"
+                )
             raise TrainingError(
                 f"{culprit}loss became {value} at step {self.state.step + 1} (epoch {self.state.epoch + 1}); the "
                 f"last checkpoint is kept; {self._divergence_hint()}"
@@ -351,8 +373,19 @@ class Trainer:
         value = metrics.get(self.cfg.best_metric)
         if value is None:
             return
-        better = self.state.best is None or (
-            value > self.state.best if self.cfg.best_mode == "max" else value < self.state.best
+        if not math.isfinite(value):  # never better (a NaN compares false both ways): say so once
+            if not self._warned_non_finite_val and self.accelerator.is_main_process:
+                print(
+                    f"warning: validation {self.cfg.best_metric} is {value} at step {self.state.step}: a "
+                    f"non-finite value never counts as the best, so {BEST_DIR}/ is not updated by it (not repeated)",
+                    file=sys.stderr,
+                )
+            self._warned_non_finite_val = True
+            return
+        better = (
+            self.state.best is None
+            or not math.isfinite(self.state.best)
+            or (value > self.state.best if self.cfg.best_mode == "max" else value < self.state.best)
         )
         if better:
             self.state.best = value
@@ -372,11 +405,15 @@ class Trainer:
 
     def _divergence_hint(self) -> str:
         """What to change after a non-finite value: a hook's own hint (its loop diverged), else train.lr."""
+        return self._hook_hint() or "try a lower train.lr or set train.max_grad_norm"
+
+    def _hook_hint(self) -> str | None:
+        """The divergence hint of the first loss hook that has one (its own loop diverged), else None."""
         for hook in [self.loss_fn, *self.loss_terms]:
             hint = hook.divergence_hint() if hasattr(hook, "divergence_hint") else None
             if hint:
                 return hint
-        return "try a lower train.lr or set train.max_grad_norm"
+        return None
 
     def _save_model(self, name: str, metrics: dict[str, Any]) -> None:
         self._check_finite_parameters()
@@ -480,6 +517,12 @@ class Trainer:
         logits (or its own `probe(model, inputs, targets, logits)`, under the same rule), and a failing term is
         named. Nothing of the run changes: every RNG is restored afterwards, and the model and the extra modules
         are back in their mode (a probed run's weights equal an unprobed one's, bit for bit).
+
+        The probe does not check that the loss is finite: it runs in eval mode on two samples, where a loss can be
+        NaN that training never sees (two causal-LM samples whose labels are all masked: 0/0) or the reverse. A
+        non-finite loss on the first training batch stops the run at step 1 instead, before anything is saved,
+        with a line saying that no optimizer step was taken (so not the learning rate) and whether the batch's
+        inputs hold NaN or infinite values.
         """
         loader = self._raw_train_loader
         if isinstance(loader.dataset, IterableDataset) or not len(loader.dataset):  # type: ignore[arg-type]
