@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
+from safetensors.torch import load_file, save_file
 
 from learngene_core.testing import one_error_line, run_named_console_cases
 from tleg.cli import main
@@ -22,8 +23,18 @@ def _learngene_dir(root: Path, manifest: bytes) -> Path:
     return root
 
 
+def _damaged_copy(learngene_dir: Path, root: Path, key: str) -> Path:
+    """The learngene with tensor `key` cut to its first row (a damaged or hand-edited file)."""
+    root.mkdir()
+    (root / "manifest.json").write_bytes((learngene_dir / "manifest.json").read_bytes())
+    tensors = load_file(learngene_dir / "learngene.safetensors")
+    tensors[key] = tensors[key][:1].clone()
+    save_file(tensors, str(root / "learngene.safetensors"))
+    return root
+
+
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, ancestry_dir):
+def results(tmp_path_factory, ancestry_dir, learngene_dir):
     tmp = tmp_path_factory.mktemp("bad")
     good = {"method": "tleg", "arch": ARCH, "spec": {}, "num_classes": 5}
     no_patch = {**good, "arch": {k: v for k, v in ARCH.items() if k != "patch_size"}}
@@ -34,6 +45,11 @@ def results(tmp_path_factory, ancestry_dir):
         "no-patch": _learngene_dir(tmp / "no-patch", json.dumps(no_patch).encode()),
         "string-width": _learngene_dir(
             tmp / "string-width", json.dumps({**good, "arch": {**ARCH, "embed_dim": "64"}}).encode()
+        ),
+        # before: broadcast silently into every block (theta_A + i/L theta_B), or a size-mismatch traceback
+        "cut-block-tensor": _damaged_copy(learngene_dir, tmp / "cut-block-tensor", "A.attn.proj.bias"),
+        "cut-inherited-tensor": _damaged_copy(
+            learngene_dir, tmp / "cut-inherited", "inherited.fc_norm.weight"
         ),
     }
     ancestry = tmp / "ancestry"
@@ -51,6 +67,9 @@ def results(tmp_path_factory, ancestry_dir):
         "non-UTF-8 manifest": (expand("latin1"), "not UTF-8"),
         "manifest without arch.patch_size": (expand("no-patch"), "'arch.patch_size' is missing"),
         "manifest with a string width": (expand("string-width"), "'arch.embed_dim' is missing or not an integer"),
+        "misshaped learngene tensor": (expand("cut-block-tensor"), "learngene tensor 'A.attn.proj.bias' has shape (1,), but its manifest's architecture needs (64,)"),
+        "misshaped inherited tensor": (expand("cut-inherited-tensor"), "the learngene gives fc_norm.weight of shape (1,), but its manifest's architecture needs (64,)"),
+        "descendant from a misshaped learngene": (["train", "--init", f"learngene:{lgs['cut-block-tensor']}", "--depth", "2", "--config", "tiny-descendant", "--output-dir", str(tmp / "d1")], "learngene tensor 'A.attn.proj.bias' has shape (1,)"),
         "non-UTF-8 ancestry config": ([*extract, str(tmp / "lg1"), f"ancestry.run={ancestry}"], "config.yaml: not UTF-8"),
         "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "extract into a file": ([*extract, str(tmp / "a-file"), f"ancestry.run={ancestry}"], "a-file is a file"),
@@ -66,6 +85,9 @@ CASES = [
     "non-UTF-8 manifest",
     "manifest without arch.patch_size",
     "manifest with a string width",
+    "misshaped learngene tensor",
+    "misshaped inherited tensor",
+    "descendant from a misshaped learngene",
     "non-UTF-8 ancestry config",
     "extract lr=.inf",
     "extract into a file",

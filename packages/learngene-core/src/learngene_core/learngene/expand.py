@@ -20,7 +20,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ..checkpoint import WEIGHTS_NAME, save_weights, write_dir_atomically
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .anatomy import BLOCK_TENSORS, HEAD_TENSORS, VIT_NAME
 from .artifact import Learngene
 from .backbones import TIMM_VIT, Backbone, backbone_named
@@ -91,8 +91,21 @@ def expand(
                     f"cannot copy the head: the learngene's head does not fit {num_classes} classes (drop load_head)"
                 )
             state[name], inheritance[name] = source.clone(), "copied"
+    _check_fits(model, state)
     model.load_state_dict(state, strict=True)
     return model, inheritance
+
+
+def _check_fits(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Refuse a state whose tensors do not fit `model` (a damaged or edited learngene file): a CheckpointError
+    naming the tensor, not load_state_dict's size-mismatch traceback."""
+    own = model.state_dict()
+    for name, tensor in state.items():
+        if tensor.shape != own[name].shape:
+            raise CheckpointError(
+                f"the learngene gives {name} of shape {tuple(tensor.shape)}, but its manifest's architecture needs "
+                f"{tuple(own[name].shape)}: the learngene file is damaged or was edited; extract it again"
+            )
 
 
 def _expand_lm(
@@ -115,6 +128,7 @@ def _expand_lm(
                 f"the learngene has no inherited tensor '{name}' of shape {tuple(state[name].shape)}"
             )
         state[name], inheritance[name] = source.clone(), "copied"
+    _check_fits(model, state)
     model.load_state_dict(state, strict=True)
     return model, inheritance
 
@@ -128,7 +142,23 @@ def _expand_layers(
     prefix: str,
     names: tuple[str, ...],
 ) -> None:
-    """Write every layer's tensors, generated from the learngene, into `state` and mark them expanded."""
+    """Write every layer's tensors, generated from the learngene, into `state` and mark them expanded.
+
+    Every learngene tensor of a layer (`<group>.<name>`) must have the shape of that tensor in a layer of the
+    descendant: generating from a misshaped one (a damaged file) would broadcast silently into a wrong layer.
+    """
+    needed = {name: tuple(state[f"{prefix}.0.{name}"].shape) for name in names} if layout else {}
+    for key, tensor in learngene.tensors.items():
+        name = key.partition(".")[2]
+        if (
+            not key.startswith(("inherited.", "head."))
+            and name in needed
+            and tuple(tensor.shape) != needed[name]
+        ):
+            raise CheckpointError(
+                f"learngene tensor '{key}' has shape {tuple(tensor.shape)}, but its manifest's architecture needs "
+                f"{needed[name]}: the learngene file is damaged or was edited; extract it again"
+            )
     for i in range(len(layout)):
         layer = method.layer_tensors(learngene.tensors, i, layout, learngene.spec)
         for name in names:
