@@ -2,7 +2,8 @@
 
     python tools/bench/nino_speedup.py [--tasks cnn-digits-32,...] [--seeds 100,101,102] [--steps 2000]
         [--eval-every 20] [--published nino-no-posw] [--json out.json [--resume]] [--plot curves.png]
-    python tools/bench/nino_speedup.py --table a.json,b.json   # one table of saved runs (also --plot)
+    python tools/bench/nino_speedup.py --table a.json,b.json   # one table of saved runs (also --plot; the arms
+                                                               # of a task and seed run apart join one row)
     python tools/bench/nino_speedup.py --nowcast-cost           # one nowcast against one period of AdamW steps
 
 Tasks: the held-out tasks of the shipped checkpoint (collect-cpu: 13 small tasks with cnn-digits-16 and
@@ -157,6 +158,27 @@ def print_table(payload: dict) -> None:
                   f"| {ratios[1]} | {charged} | {kept} | {stops} | {share} | {per_period} | {check} |")  # fmt: skip
 
 
+def merge_payloads(payloads: list[dict]) -> dict:
+    """Saved runs in one payload: rows of other tasks or seeds are appended, and the arms of a task/seed already
+    there (e.g. the unguarded arms run apart) join its row. Its AdamW runs must agree: the same init and batches
+    give the same run, so a mismatch means the files are not from the same bench."""
+    merged = {**payloads[0], "rows": []}
+    by_key: dict[tuple[str, int], dict] = {}
+    for payload in payloads:
+        for new in payload["rows"]:
+            key = (new["task"], new["seed"])
+            if key not in by_key:
+                by_key[key] = {**new}
+                merged["rows"].append(by_key[key])
+                continue
+            old = by_key[key]
+            if old["adamw"]["final_val_loss"] != new["adamw"]["final_val_loss"]:
+                raise SystemExit(f"{key[0]} seed {key[1]}: the saved AdamW runs differ; not the same bench")
+            old.update({arm: cells for arm, cells in new.items() if arm not in old})
+    merged["seeds"] = sorted({seed for p in payloads for seed in p["seeds"]})
+    return merged
+
+
 def nowcast_per_period(row: dict, arm: str) -> float | None:
     """CPU time of one nowcast / CPU time of one period of the AdamW run's steps: the nowcast's share at the
     checkpoint's own period, whatever number of jumps the checks and the stop let through (None: no nowcast)."""
@@ -264,9 +286,7 @@ def main() -> None:
                       f"| {100 * c['share']:.2f}% |", flush=True)  # fmt: skip
         return
     if args.table:  # saved runs (e.g. one per task, run in parallel): their rows in one table
-        payloads = [json.loads(Path(path).read_text()) for path in args.table.split(",")]
-        merged = {**payloads[0], "rows": [row for p in payloads for row in p["rows"]]}
-        merged["seeds"] = sorted({seed for p in payloads for seed in p["seeds"]})
+        merged = merge_payloads([json.loads(Path(path).read_text()) for path in args.table.split(",")])
         print_table(merged)
         if args.plot:
             plot(merged, Path(args.plot))
