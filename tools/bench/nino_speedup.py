@@ -224,6 +224,9 @@ def nowcast_cost(task: str, ckpt: str | None, seed: int = 100, repeats: int = 20
             "share": predict / (step * nino.period)}  # fmt: skip
 
 
+COLOURS = ["adamw", "published", "shipped"]
+
+
 def plot(payload: dict, path: Path) -> None:
     import matplotlib
 
@@ -234,13 +237,12 @@ def plot(payload: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         first = next(r for r in payload["rows"] if r["task"] == task)  # one seed per panel
-        for arm, label in (
-            ("adamw", "AdamW"),
-            ("published", "+ NiNo published"),
-            ("shipped", "+ NiNo shipped"),
-        ):
+        for arm in ("adamw", *(a for a in ARMS if a in first)):
             steps, losses = zip(*first[arm]["curve"])
-            ax.plot(steps, losses, label=label, linewidth=1)
+            label = "AdamW" if arm == "adamw" else f"+ NiNo {arm}"
+            colour = f"C{COLOURS.index(arm.split('-')[0])}"  # an unguarded arm: its arm's colour, dashed
+            dashes = "--" if "unguarded" in arm else "-"
+            ax.plot(steps, losses, label=label, color=colour, linestyle=dashes, linewidth=1)
         ax.set_yscale("log")
         ax.set_title(f"{task} (seed {first['seed']})")
         ax.set_xlabel("step")
