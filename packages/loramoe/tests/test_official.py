@@ -149,3 +149,21 @@ def test_cli_writes_our_adapter_which_generate_and_from_pretrained_load(capsys, 
                  "--output-dir", str(tmp_path / "x")]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("loramoe: error:") and "nowhere" in err[-1]
+
+
+def test_cli_refuses_a_bad_adapter_file_before_loading_the_base_model(capsys, tmp_path, monkeypatch):
+    """A 7B base takes minutes to load: a corrupt or empty adapter must be refused before that."""
+    import loramoe.experiment
+
+    def never(path):
+        raise AssertionError(f"the base model {path} was loaded before the adapter was read")
+
+    monkeypatch.setattr(loramoe.experiment, "load_causal_lm", never)
+    (tmp_path / "base").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "adapter_model.bin").write_bytes(b"PK\x03\x04 truncated")
+    for adapter, error in (("broken", "not a torch checkpoint"), ("base", "holds no adapter_model.bin")):
+        argv = ["import-official", "--adapter", str(tmp_path / adapter), "--base", str(tmp_path / "base")]
+        assert main([*argv, "--output-dir", str(tmp_path / "out")]) == 2
+        assert error in capsys.readouterr().err
+        assert not (tmp_path / "out").exists()

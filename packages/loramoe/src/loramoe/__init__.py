@@ -10,6 +10,6 @@ __all__ = lazy_exports(
         ".layers": ["LoraMoELayer"],
         ".loss": ["coefficients", "cv_squared", "importance", "localized_balancing_loss"],
         ".model": ["LoraMoEModel", "find_targets", "get_loramoe_model"],
-        ".official": ["import_official_adapter", "load_official_adapter"],
+        ".official": ["import_official_adapter", "load_official_adapter", "read_official_adapter"],
     },
 )

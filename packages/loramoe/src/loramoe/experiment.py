@@ -166,14 +166,15 @@ def import_official(
 ) -> LoraMoEModel:
     """Convert an official LoRAMoE adapter (for the local base model `base`) into our adapter directory, which
     `loramoe eval / generate --adapter` read; the tokenizer defaults to the base directory's, if it has one."""
-    from .official import import_official_adapter
+    from .official import load_official_adapter, read_official_adapter
 
     output_dir, base = Path(output_dir), Path(base)
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise CheckpointError(f"output dir {output_dir} is not empty; choose another")
     if not base.is_dir():
         raise CheckpointError(f"--base {base} is not a local model directory")
-    model = import_official_adapter(load_causal_lm(base), source, alpha)
+    state, settings = read_official_adapter(source)  # a bad file is refused before the base model loads
+    model = load_official_adapter(load_causal_lm(base), state, settings, alpha)
     if tokenizer is None and (base / "tokenizer_config.json").is_file():
         tokenizer = str(base.resolve())
     model.save_pretrained(

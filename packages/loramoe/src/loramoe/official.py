@@ -136,6 +136,12 @@ def load_official_adapter(
 
 def import_official_adapter(model: nn.Module, source: str | Path, alpha: float | None = None) -> LoraMoEModel:
     """Read an official adapter (directory or weights file, without running code) onto the base `model`."""
+    return load_official_adapter(model, *read_official_adapter(source), alpha)
+
+
+def read_official_adapter(source: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and the settings (adapter_config.json, if any) of an official adapter, read without running
+    code: read them before loading a big base model, so that a bad file is refused at once."""
     weights, config_path = official_files(source)
     settings: dict[str, Any] = {}
     if config_path is not None:
@@ -145,4 +151,4 @@ def import_official_adapter(model: nn.Module, source: str | Path, alpha: float |
             raise CheckpointError(f"cannot read {config_path}: {exc}") from None
         if not isinstance(settings, dict):
             raise CheckpointError(f"{config_path} is not a JSON object")
-    return load_official_adapter(model, read_state_dict(weights), settings, alpha)
+    return read_state_dict(weights), settings
