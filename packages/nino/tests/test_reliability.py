@@ -33,6 +33,7 @@ def nino(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 @pytest.fixture
 def bad_files(tmp_path: Path) -> None:
     (tmp_path / "corrupt.pt").write_bytes(b"PK\x03\x04 truncated zip")
+    (tmp_path / "a-file").write_text("x\n")  # neither a directory nor a checkpoint
     state = WNNPlus(hid=4).state_dict()
     state["edge_mlp.fc.6.bias"][0] = float("nan")
     torch.save({"state_dict": state, "model_args": {"gnn": False, "hid": 4}}, tmp_path / "nan.pt")
@@ -47,6 +48,11 @@ CASES = {
     "published checkpoint offline": ([*TRAIN, "--ckpt", "nino-mlp"], ["cannot download", "nino_mlp.pt"]),
     "corrupt checkpoint": ([*TRAIN, "--ckpt", "{tmp}/corrupt.pt"], ["corrupt.pt", "corrupt"]),
     "NaN-weight checkpoint": ([*TRAIN, "--ckpt", "{tmp}/nan.pt"], ["nan.pt", "NaN"]),
+    "output dir is a file": (
+        ["train", "--config", "train-tiny", "--output", "{tmp}/a-file"],
+        ["a-file is a file"],
+    ),
+    "a text file as checkpoint": ([*TRAIN, "--ckpt", "{tmp}/a-file"], ["a-file", "not a torch checkpoint"]),
     "unknown model": (["graph", "--model", "resnet-9000"], ["resnet-9000"]),
 }
 

@@ -68,11 +68,15 @@ def _read(path: Path, map_location: Any) -> tuple[dict[str, torch.Tensor], dict[
 def _load_failure(exc: Exception) -> str:
     """Why torch.load failed, without torch's advice to retry with weights_only=False."""
     text = str(exc)
-    if "Unsupported global" in text or "Unsupported operand" in text:
-        found = re.search(r"Unsupported (?:global|operand)[^.\n]*", text)
+    if "Unsupported global" in text:
+        found = re.search(r"Unsupported global[^.\n]*", text)
         return (
             f"it holds pickled code, refused unread ({found.group(0).strip() if found else 'unsafe pickle'})"
         )
+    if (
+        "Unsupported operand" in text
+    ):  # a byte no plain-data pickle has: garbage, or an old code-running opcode
+        return "not a torch checkpoint (corrupt, or a pickle that is not plain data: refused unread)"
     if "weights_only" in text.lower() or isinstance(exc, (EOFError, RuntimeError, ValueError)):
         return "not a torch checkpoint or truncated/corrupt"
     return (text.strip().splitlines() or [type(exc).__name__])[0]

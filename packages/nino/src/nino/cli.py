@@ -39,7 +39,9 @@ EPILOG = """examples:
 def _output_dir(path: str) -> Path:
     """Refuse a non-empty output directory before any work (existing outputs are never overwritten)."""
     out = Path(path)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and not out.is_dir():
+        raise CheckpointError(f"output dir {out} is a file, not a directory; choose another --output")
+    if out.exists() and any(out.iterdir()):
         raise CheckpointError(
             f"output dir {out} is not empty; pass --resume to continue its run or choose another"
         )
