@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -113,3 +114,30 @@ def test_writer_rejects_states_of_the_wrong_width(tmp_path):
     meta = Trajectory(file="", task="t", model="m", seed=0, param_names=["w"], param_shapes=[[3, 2]])
     with pytest.raises(DataError, match="6 parameters"):
         TrajectoryWriter(tmp_path).add(meta, np.zeros((4, 5), dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("damage", "error"),
+    [
+        (
+            lambda path: path.write_bytes(path.read_bytes()[:100]),
+            "not a readable .npy trajectory",
+        ),  # truncated
+        (lambda path: path.write_bytes(b"garbage\n"), "not a readable .npy trajectory"),
+        (
+            lambda path: np.save(path, np.array([object()]), allow_pickle=True),
+            "not a readable .npy trajectory",
+        ),
+        (lambda path: np.save(path, np.full_like(np.load(path), np.nan)), "hold NaN or infinite values"),
+    ],
+    ids=["truncated", "garbage", "object-array", "nan"],
+)
+def test_a_damaged_npy_trajectory_is_a_data_error_naming_the_file(tmp_path, trajectory_dir, damage, error):
+    """Before: a numpy traceback for the first three; for NaN states a meta-loss NaN that blamed the lr."""
+    data = tmp_path / "data"
+    shutil.copytree(trajectory_dir, data)
+    damage(data / "traj_00000.npy")
+    trajectory = open_dataset(data)[0]
+    with pytest.raises(DataError, match=f"traj_00000.npy: .*{error}") as raised:
+        trajectory.states(0, trajectory.num_states())
+    assert "allow_pickle" not in str(raised.value)  # no advice to load an untrusted file unsafely

@@ -75,7 +75,15 @@ class Trajectory:
         if not path.is_file():
             raise DataError(f"trajectory file not found: {path}")
         if path.suffix == ".npy":
-            array = np.load(path, mmap_mode="r")
+            try:  # mmap_mode never unpickles: an object array is refused, not run
+                array = np.load(path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as exc:
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if "pickle" in reason:  # not numpy's advice to load it with allow_pickle=True
+                    reason = "it holds pickled Python objects, refused unread"
+                raise DataError(
+                    f"{path}: not a readable .npy trajectory ({reason}); collect it again"
+                ) from None
         else:
             rows, rest = divmod(path.stat().st_size, 2 * self.num_params)
             if rest or rows == 0:
@@ -97,7 +105,13 @@ class Trajectory:
     def states(self, start: int, count: int) -> torch.Tensor:
         """States start..start+count-1 (in strided units) as float32 [num_params, count]."""
         rows = np.arange(start, start + count) * self.stride
-        return torch.from_numpy(np.asarray(self.array()[rows], dtype=np.float32)).T.contiguous()
+        states = torch.from_numpy(np.asarray(self.array()[rows], dtype=np.float32)).T.contiguous()
+        if not bool(torch.isfinite(states).all()):  # else a NaN meta-loss would blame the learning rate
+            raise DataError(
+                f"{Path(self.root) / self.file}: states {start}..{start + count - 1} hold NaN or infinite values "
+                f"(a diverged run, or float16 overflow); collect it again or leave it out"
+            )
+        return states
 
     def snapshot_every(self) -> int | None:
         """Optimizer steps between consecutive meta-training states (stored spacing x stride); None: unknown."""
