@@ -8,9 +8,11 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from learngene_core.errors import CheckpointError
 from learngene_core.metrics import read_metrics
 from learngene_pool.build import load_pool
 from learngene_pool.cli import main
@@ -142,3 +144,13 @@ def test_an_ancestry_given_as_timm_model_and_weights_file_is_the_same_ancestry(
     assert main(argv) == 0
     by_file, by_run = (json.loads((d / "aux.json").read_text())["ancestry"] for d in (out, narrow_dir))
     assert by_file["fingerprint"] == by_run["fingerprint"] and by_file["source"] != by_run["source"]
+
+
+def test_a_descendant_json_without_its_spec_is_one_error_naming_it(pool_dir, tmp_path):
+    assert (
+        main(["init", "--pool", str(pool_dir), "--config-id", "1", "--output-dir", str(tmp_path / "d")]) == 0
+    )
+    config = json.loads((tmp_path / "d" / "descendant.json").read_text())
+    (tmp_path / "d" / "descendant.json").write_text(json.dumps({**config, "spec": [1]}))  # was a TypeError
+    with pytest.raises(CheckpointError, match=r"descendant.json: 'spec' is missing or not a mapping"):
+        load_descendant(tmp_path / "d")

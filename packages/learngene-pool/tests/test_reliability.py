@@ -154,6 +154,19 @@ def results(tmp_path_factory, ancestry_dir, narrow_dir, wide_dir, pool_dir):
         pool_dir, tmp / "garbage-pool", {"final/model.safetensors": b"\x80\x02garbage" * 10}
     )
     bad_meta = copy_with(ancestry_dir, tmp / "bad-meta", {"final/metadata.json": b"{"})
+
+    def edited(directory: Path, name: str, out: str, **changes: object) -> Path:
+        """`directory` with its JSON manifest `name` edited (a key set to None is removed)."""
+        manifest = json.loads((directory / name).read_text())
+        manifest.update(changes)
+        manifest = {k: v for k, v in manifest.items() if v is not None}
+        return copy_with(directory, tmp / out, {name: json.dumps(manifest).encode()})
+
+    string_width = edited(narrow_dir, "aux.json", "string-width", width="narrow")
+    no_kwargs = edited(narrow_dir, "aux.json", "no-kwargs", timm_kwargs=None)
+    string_rows = edited(pool_dir, "pool.json", "string-rows", descendants="x")
+    no_instances = edited(pool_dir, "pool.json", "no-instances", instances=None)
+    build = ["build", "--config", "tiny-build", "--output-dir", str(tmp / "b2")]
     quick = ["train.max_steps=2", "train.progress=false"]
 
     def distill(out: str, *overrides: str) -> list[str]:
@@ -168,6 +181,10 @@ def results(tmp_path_factory, ancestry_dir, narrow_dir, wide_dir, pool_dir):
         "aux patch larger than the image": (distill("d2", f"ancestry.run={ancestry_dir}", "model.kwargs.patch_size=32"), "the student (VisionTransformer) cannot run on a training batch"),
         "truncated ancestry metadata.json": (distill("d3", f"ancestry.run={bad_meta}"), "metadata.json is not valid JSON"),
         "non-UTF-8 aux.json": (["build", "--config", "tiny-build", "--output-dir", str(tmp / "b1"), f"aux=[{latin_aux},{wide_dir}]"], "aux.json is not UTF-8"),
+        "aux.json with a string width": ([*build, f"aux=[{string_width},{wide_dir}]"], "string-width/aux.json: 'width' is missing or not an integer"),
+        "aux.json without timm_kwargs": ([*build, f"aux=[{no_kwargs},{wide_dir}]"], "no-kwargs/aux.json: 'timm_kwargs' is missing or not a mapping"),
+        "pool.json with rows that are a string": (["list", "--pool", str(string_rows)], "string-rows/pool.json: 'descendants' is not a list of rows"),
+        "pool.json without instances": (["init", "--pool", str(no_instances), "--config-id", "1", "--output-dir", str(tmp / "i2")], "'instances' is missing or not a list"),
         "truncated pool.json": (["list", "--pool", str(truncated_pool)], "pool.json is not valid JSON"),
         "corrupt pool weights": (["init", "--pool", str(garbage_pool), "--config-id", "1", "--output-dir", str(tmp / "i1")], "model.safetensors"),
         "eval on images of another size": (["eval", "--pool", str(pool_dir), "data.image_size=32"], "the pool's descendants take (1, 16, 16)"),
@@ -184,6 +201,10 @@ def results(tmp_path_factory, ancestry_dir, narrow_dir, wide_dir, pool_dir):
         "aux patch larger than the image",
         "truncated ancestry metadata.json",
         "non-UTF-8 aux.json",
+        "aux.json with a string width",
+        "aux.json without timm_kwargs",
+        "pool.json with rows that are a string",
+        "pool.json without instances",
         "truncated pool.json",
         "corrupt pool weights",
         "eval on images of another size",

@@ -31,6 +31,9 @@ from .config import AuxConfig
 from .manifest import read_manifest
 
 AUX_NAME = "aux.json"
+#: What build reads from aux.json (dotted path -> type), checked when it is read.
+AUX_FIELDS = {"timm_kwargs": dict, "width": int, "depth": int, "block_projections": list,
+              "parameters": int, "ancestry.fingerprint": str, "ancestry.source": str, "ancestry.width": int}  # fmt: skip
 PROJECTIONS_NAME = "projections.safetensors"
 AUX_FORMAT = "learngene-pool-aux"
 AUX_VERSION = 1
@@ -170,6 +173,7 @@ def read_aux(directory: str | Path) -> dict[str, Any]:
         AUX_VERSION,
         "a learngene-pool auxiliary model",
         "write one with `distill`",
+        AUX_FIELDS,
     )
 
 

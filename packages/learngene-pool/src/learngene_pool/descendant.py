@@ -100,7 +100,7 @@ def save_descendant(model: StitchedViT, directory: str | Path, extra: dict[str, 
 def load_descendant(directory: str | Path) -> StitchedViT:
     """Rebuild a saved descendant (no pool needed): `learngene_pool.load_descendant("runs/d5")`."""
     config = read_manifest(
-        directory, DESCENDANT_CONFIG, FORMAT, VERSION, "a descendant", "write one with `init`"
+        directory, DESCENDANT_CONFIG, FORMAT, VERSION, "a descendant", "write one with `init`", {"spec": dict}
     )
     model = build_descendant(config["spec"])
     load_model_weights(model, Path(directory) / WEIGHTS_NAME, strict=True)
