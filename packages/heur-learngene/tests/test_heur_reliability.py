@@ -4,6 +4,7 @@ nothing written. The first cases run the installed script, one process each; the
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,6 +82,16 @@ def results(tmp_path_factory, collective_dir):
         collective_dir / "learngene", tmp / "garbage-lg", {"learngene.safetensors": b"\x80\x02garbage" * 10}
     )
     quick = ["train.max_steps=2", "train.progress=false"]
+    manifest = json.loads((collective_dir / "learngene" / "manifest.json").read_text())
+
+    def edited_manifest(name: str, **spec: object) -> Path:
+        changed = {**manifest, "spec": {**manifest["spec"], **spec}}
+        return copy_with(
+            collective_dir / "learngene", tmp / name, {"manifest.json": json.dumps(changed).encode()}
+        )
+
+    def expand(learngene: Path) -> list[str]:
+        return ["expand", "--learngene", str(learngene), "--num-classes", "2", "--output-dir", str(tmp / "x")]
 
     def choose(run: Path, *overrides: str) -> list[str]:
         return ["choose", "--run", str(run), "--output-dir", str(tmp / "out"), *overrides]
@@ -93,6 +104,8 @@ def results(tmp_path_factory, collective_dir):
         "non-UTF-8 run config": (choose(latin_config), "config.yaml: not UTF-8"),
         "late_fraction=.nan": (choose(collective_dir, "method.late_fraction=.nan"), "'method.late_fraction' must be a finite number"),
         "corrupt learngene weights": (["train", "--learngene", str(garbage), "--output-dir", str(tmp / "t1"), *quick], "learngene.safetensors"),
+        "manifest with layers as a string": (expand(edited_manifest("lg-string", layers="x")), "'spec.layers' is missing or not a list of layer indices in 0..12"),
+        "manifest with a layer outside the ancestry": (expand(edited_manifest("lg-99", layers=[99])), "'spec.layers' is missing or not a list of layer indices"),
         "NaN loss": (["collective", "--output-dir", str(tmp / "c1"), *quick, "train.lr=1e30"], "loss became nan"),
     }  # fmt: skip
     return run_named_console_cases("heur_learngene.cli", cases)
@@ -108,6 +121,8 @@ def results(tmp_path_factory, collective_dir):
         "non-UTF-8 run config",
         "late_fraction=.nan",
         "corrupt learngene weights",
+        "manifest with layers as a string",
+        "manifest with a layer outside the ancestry",
         "NaN loss",
     ],
 )

@@ -138,6 +138,20 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
             raise CheckpointError(f"{path}: 'num_classes' is missing or not a positive integer")
     elif backbone == "hf-causal-lm":
         need(manifest["arch"], {"model_type": str}, "arch.")
+    elif backbone == "layers":  # heur/auto: whole ancestry layers, by index into layer_prefixes
+        prefixes, layers = manifest.get("layer_prefixes"), manifest["spec"].get("layers")
+        if not isinstance(prefixes, list) or not prefixes or not all(isinstance(p, str) for p in prefixes):
+            raise CheckpointError(f"{path}: 'layer_prefixes' is missing or not a list of module names")
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < len(prefixes) for i in layers
+            )
+        ):
+            raise CheckpointError(
+                f"{path}: 'spec.layers' is missing or not a list of layer indices in 0..{len(prefixes) - 1}"
+            )
     elif not isinstance(backbone, str):  # other kinds (e.g. layer learngenes) check their own fields
         raise CheckpointError(f"{path}: 'backbone' is not a string")
 
