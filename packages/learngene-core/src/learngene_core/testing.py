@@ -242,6 +242,8 @@ def press_ctrl_c_once(optimizer, args, kwargs):
     hooks.pop().remove()
     signal.raise_signal(signal.SIGINT)
 
+if spec["ctrl_c"]:  # Ctrl-C as in a terminal, even when started with SIGINT ignored (a background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 results = []
 for module, argv in spec["cases"]:
     main = getattr(importlib.import_module(module), "main")
