@@ -94,6 +94,25 @@ def test_adapter_of_another_backbone_is_refused(make_backbone, tmp_path):
         SnellModel.from_pretrained(make_backbone("swin"), tmp_path / "a")
 
 
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        (
+            b'{"snell": ',
+            r"adapter_config.json is not valid JSON .*; is it truncated\?",
+        ),  # was a JSONDecodeError
+        (b'{"snell": "x"}', r"adapter_config.json: 'snell' is missing or not a mapping"),
+        (b'{"snel": {}}', r"adapter_config.json: 'snell' is missing or not a mapping"),  # was a KeyError
+    ],
+    ids=["truncated", "not-a-mapping", "missing"],
+)
+def test_a_damaged_adapter_config_is_one_error_naming_the_file(make_backbone, tmp_path, config, error):
+    get_snell_model(make_backbone("vit"), SnellConfig(rank=4)).save_pretrained(tmp_path / "a")
+    (tmp_path / "a" / "adapter_config.json").write_bytes(config)
+    with pytest.raises(CheckpointError, match=error):
+        SnellModel.from_pretrained(make_backbone("vit"), tmp_path / "a")
+
+
 def test_targets_that_match_nothing_list_the_candidates(make_backbone):
     with pytest.raises(ConfigError, match=r"matched no nn.Linear.*candidates: .*fc1.*qkv"):
         get_snell_model(make_backbone("vit"), SnellConfig(target_modules=["query"]))

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from learngene_core.checkpoint import load_weights, save_weights, write_dir_atomically
+from learngene_core.config import read_json_file
 from learngene_core.errors import CheckpointError, ConfigError
 
 from .config import DEFAULT_TARGETS, SnellConfig
@@ -155,7 +156,9 @@ class SnellModel(nn.Module):
         directory = Path(directory)
         if not (directory / ADAPTER_CONFIG).is_file():
             raise CheckpointError(f"no {ADAPTER_CONFIG} in {directory}: not a SNELL adapter directory")
-        info = json.loads((directory / ADAPTER_CONFIG).read_text())
+        info = read_json_file(directory / ADAPTER_CONFIG)
+        if not isinstance(info.get("snell"), dict):
+            raise CheckpointError(f"{directory / ADAPTER_CONFIG}: 'snell' is missing or not a mapping")
         snell = cls(model, SnellConfig.from_dict(info["snell"]))
         snell.load_adapter(directory)
         return snell
