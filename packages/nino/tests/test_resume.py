@@ -220,3 +220,16 @@ def test_a_dropout_lm_resumed_mid_run_continues_its_rng(tmp_path):
         assert train(tmp_path / "run", "--resume", *argv) == 0
     assert len(steps) == 12 - 5
     assert_same_training(tmp_path / "reference", tmp_path / "run")
+
+
+def test_resuming_a_finished_run_whose_metrics_log_was_emptied_is_one_line(tmp_path, capsys):
+    assert train(tmp_path / "run", "--optimizer", "adamw") == 0
+    (tmp_path / "run" / "metrics.jsonl").write_text('{"step": 0, "spl')  # only a torn line: was an IndexError
+    capsys.readouterr()
+    assert train(tmp_path / "run", "--optimizer", "adamw", "--resume") == 2
+    warning, error = capsys.readouterr().err.splitlines()  # the torn line is dropped with its warning
+    assert warning.startswith(f"warning: {tmp_path / 'run' / 'metrics.jsonl'}: dropped its torn last line")
+    assert error == (
+        f"nino: error: {tmp_path / 'run' / 'metrics.jsonl'} holds no validation records (emptied or damaged?); "
+        "run again into a new --output"
+    )

@@ -185,6 +185,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         for name, run_dir in runs.items():
             result = run(cfg, name, run_dir, resume=resume)
             results.append(result)
+            if not result.records:  # a resumed run reads them back from its log
+                raise CheckpointError(
+                    f"{run_dir / 'metrics.jsonl'} holds no validation records (emptied or damaged?); "
+                    "run again into a new --output"
+                )
             last = result.records[-1]
             summary[name] = {
                 "final_val": {k: v for k, v in last.items() if k not in ("step", "split")},
