@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file, save_file
 
-from learngene_core.testing import one_error_line, run_named_console_cases
+from learngene_core.testing import copy_with, one_error_line, run_named_console_cases
 from tleg.cli import main
 
 ARCH = {"embed_dim": 64, "num_heads": 4, "mlp_ratio": 4.0, "in_chans": 1, "patch_size": 4, "img_size": 16}
@@ -52,6 +52,16 @@ def results(tmp_path_factory, ancestry_dir, learngene_dir):
             learngene_dir, tmp / "cut-inherited", "inherited.fc_norm.weight"
         ),
     }
+    meta = json.loads((ancestry_dir / "final" / "metadata.json").read_text())
+    odd_meta = {
+        name: copy_with(
+            ancestry_dir, tmp / name, {"final/metadata.json": json.dumps({**meta, **change}).encode()}
+        )
+        for name, change in (
+            ("shape-string", {"input_shape": "x"}),
+            ("negative-classes", {"num_classes": -2}),
+        )
+    }
     ancestry = tmp / "ancestry"
     ancestry.mkdir()
     (ancestry / "config.yaml").write_bytes(b"model:\n  name: caf\xe9\n")
@@ -70,6 +80,8 @@ def results(tmp_path_factory, ancestry_dir, learngene_dir):
         "misshaped learngene tensor": (expand("cut-block-tensor"), "learngene tensor 'A.attn.proj.bias' has shape (1,), but its manifest's architecture needs (64,)"),
         "misshaped inherited tensor": (expand("cut-inherited-tensor"), "the learngene gives fc_norm.weight of shape (1,), but its manifest's architecture needs (64,)"),
         "descendant from a misshaped learngene": (["train", "--init", f"learngene:{lgs['cut-block-tensor']}", "--depth", "2", "--config", "tiny-descendant", "--output-dir", str(tmp / "d1")], "learngene tensor 'A.attn.proj.bias' has shape (1,)"),
+        "ancestry input_shape not a list": ([*extract, str(tmp / "lg5"), f"ancestry.run={odd_meta['shape-string']}"], "shape-string/final/metadata.json: 'input_shape' is 'x', not a list of positive integers"),
+        "ancestry with negative classes": ([*extract, str(tmp / "lg6"), f"ancestry.run={odd_meta['negative-classes']}"], "'num_classes' is -2, not a positive integer"),
         "non-UTF-8 ancestry config": ([*extract, str(tmp / "lg1"), f"ancestry.run={ancestry}"], "config.yaml: not UTF-8"),
         "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
         "extract into a file": ([*extract, str(tmp / "a-file"), f"ancestry.run={ancestry}"], "a-file is a file"),
@@ -88,6 +100,8 @@ CASES = [
     "misshaped learngene tensor",
     "misshaped inherited tensor",
     "descendant from a misshaped learngene",
+    "ancestry input_shape not a list",
+    "ancestry with negative classes",
     "non-UTF-8 ancestry config",
     "extract lr=.inf",
     "extract into a file",

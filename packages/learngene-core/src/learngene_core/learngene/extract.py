@@ -39,6 +39,17 @@ def load_ancestry(
         )
         weights = run / cfg.checkpoint
         meta = read_metadata(weights)
+        for key in (
+            "input_shape",
+            "num_classes",
+        ):  # absent for some models (LMs); wrong when edited or damaged
+            value = meta.get(key)
+            values = value if key == "input_shape" and isinstance(value, list) and value else [value]
+            if value is not None and not all(type(v) is int and v > 0 for v in values):
+                raise CheckpointError(
+                    f"{weights}/metadata.json: '{key}' is {value!r}, not "
+                    f"{'a list of positive integers' if key == 'input_shape' else 'a positive integer'}"
+                )
         if num_classes is not None and meta.get("num_classes") not in (None, num_classes):
             raise ConfigError(
                 f"the ancestry {run} predicts {meta['num_classes']} classes but the extraction data has "
