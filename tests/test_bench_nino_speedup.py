@@ -1,8 +1,10 @@
 """`tools/bench/nino_speedup.py --table`: saved runs merged into one table, the arms of a task and seed run apart
-(e.g. the unguarded arms) joining one row, only when their AdamW runs agree."""
+(e.g. the unguarded arms) joining one row, only when their AdamW runs agree; a checkpoint or arm the bench
+cannot use is one parser error before any run."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +53,20 @@ def test_rows_whose_adamw_runs_differ_are_refused():
     second = _payload([("a", 1, 0.6, ["published-unguarded"])], [1])
     with pytest.raises(SystemExit, match="a seed 1: the saved AdamW runs differ"):
         bench.merge_payloads([first, second])
+
+
+@pytest.mark.parametrize(
+    ("argv", "culprit"),
+    [(["--published", "{tmp}/missing.pt"], "missing.pt"), (["--arms", "published,fastest"], "fastest")],
+)
+def test_a_checkpoint_or_arm_it_cannot_use_is_one_line_before_any_run(tmp_path, argv, culprit):
+    script = Path(bench.__file__)
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, str(script), *argv, "--json", str(tmp_path / "out.json")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[-1].startswith("nino_speedup.py: error: ") and culprit in lines[-1], proc.stderr
+    assert not (tmp_path / "out.json").exists()

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import torch
 
+from learngene_core.errors import CheckpointError
+from nino.published import resolve_checkpoint
 from nino.train import RunResult, TrainRunConfig, run, steps_ratio, steps_to_reach
 
 DEFAULT_TASKS = "cnn-digits-16,cnn-digits-32,mlp-digits,gpt2-3-24,cnn-synth-32"
@@ -274,6 +276,14 @@ def main() -> None:
     parser.add_argument("--nowcast-cost", action="store_true", help="only time one nowcast per task and arm")
     parser.add_argument("--table", default=None, help="only print the table of these saved JSONs (a,b,...)")
     args = parser.parse_args()
+    unknown = [arm for arm in args.arms.split(",") if arm not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; arms: {', '.join(ARMS)}")
+    if not args.table and any(ARMS[arm][0] == "published" for arm in args.arms.split(",")):
+        try:  # before any run: offline, a published name is one line saying where to put the file
+            args.published = str(resolve_checkpoint(args.published))
+        except CheckpointError as exc:
+            parser.error(str(exc))
     if args.nowcast_cost:
         torch.set_num_threads(args.threads)
         print(

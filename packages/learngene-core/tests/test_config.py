@@ -52,6 +52,12 @@ def test_missing_yaml_file_names_the_path(tmp_path):
     assert str(missing) in str(info.value)
 
 
+def test_a_directory_as_config_is_named_as_a_directory(tmp_path):
+    with pytest.raises(ConfigError, match="is a directory, not a YAML file") as info:
+        load_config(tmp_path)
+    assert str(tmp_path) in str(info.value)
+
+
 def test_invalid_yaml_is_a_config_error(tmp_path):
     path = write(tmp_path / "bad.yaml", "train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):

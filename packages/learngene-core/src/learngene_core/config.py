@@ -307,6 +307,8 @@ def read_yaml(config: str | Path, package: str = "learngene_core.configs") -> tu
     """Read a YAML file path, or the preset of that name in `package`; return (data, source label)."""
     path = Path(config)
     if path.suffix in (".yaml", ".yml") or path.exists():
+        if path.is_dir():
+            raise ConfigError(f"config {path} is a directory, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         text, source = read_utf8(path, ConfigError), str(path)
