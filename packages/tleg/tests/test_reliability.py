@@ -59,6 +59,7 @@ def results(tmp_path_factory, ancestry_dir, learngene_dir):
         )
         for name, change in (
             ("shape-string", {"input_shape": "x"}),
+            ("shape-number", {"input_shape": 16}),
             ("negative-classes", {"num_classes": -2}),
         )
     }
@@ -81,6 +82,7 @@ def results(tmp_path_factory, ancestry_dir, learngene_dir):
         "misshaped inherited tensor": (expand("cut-inherited-tensor"), "the learngene gives fc_norm.weight of shape (1,), but its manifest's architecture needs (64,)"),
         "descendant from a misshaped learngene": (["train", "--init", f"learngene:{lgs['cut-block-tensor']}", "--depth", "2", "--config", "tiny-descendant", "--output-dir", str(tmp / "d1")], "learngene tensor 'A.attn.proj.bias' has shape (1,)"),
         "ancestry input_shape not a list": ([*extract, str(tmp / "lg5"), f"ancestry.run={odd_meta['shape-string']}"], "shape-string/final/metadata.json: 'input_shape' is 'x', not a list of positive integers"),
+        "ancestry input_shape a number": ([*extract, str(tmp / "lg7"), f"ancestry.run={odd_meta['shape-number']}"], "'input_shape' is 16, not a list of positive integers"),
         "ancestry with negative classes": ([*extract, str(tmp / "lg6"), f"ancestry.run={odd_meta['negative-classes']}"], "'num_classes' is -2, not a positive integer"),
         "non-UTF-8 ancestry config": ([*extract, str(tmp / "lg1"), f"ancestry.run={ancestry}"], "config.yaml: not UTF-8"),
         "extract lr=.inf": ([*extract, str(tmp / "lg2"), "train.lr=.inf"], "'train.lr' must be a finite number"),
@@ -101,6 +103,7 @@ CASES = [
     "misshaped inherited tensor",
     "descendant from a misshaped learngene",
     "ancestry input_shape not a list",
+    "ancestry input_shape a number",
     "ancestry with negative classes",
     "non-UTF-8 ancestry config",
     "extract lr=.inf",
