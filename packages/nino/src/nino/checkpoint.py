@@ -73,9 +73,8 @@ def _load_failure(exc: Exception) -> str:
         return (
             f"it holds pickled code, refused unread ({found.group(0).strip() if found else 'unsafe pickle'})"
         )
-    if (
-        "Unsupported operand" in text
-    ):  # a byte no plain-data pickle has: garbage, or an old code-running opcode
+    # a byte no plain-data pickle has: garbage, or an old code-running opcode
+    if "Unsupported operand" in text:
         return "not a torch checkpoint (corrupt, or a pickle that is not plain data: refused unread)"
     if "weights_only" in text.lower() or isinstance(exc, (EOFError, RuntimeError, ValueError)):
         return "not a torch checkpoint or truncated/corrupt"
