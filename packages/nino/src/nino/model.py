@@ -6,14 +6,21 @@ decodes 40 horizons per kernel slot at once (DMS), added to the most recent stat
 per-parameter baseline with the same forward contract. Module names follow the official checkpoints, so their
 state dicts load with strict=True.
 
-Large graphs: without autograd (nowcasting), edge-wise layers run in chunks of `chunk_size` edges, so the
-peak memory is a few [E, hid] tensors, never [E, 2 * hid] ones.
+Nowcasting (no autograd) takes a cheaper route to the same function, equal up to float rounding: the edge-wise
+work runs in chunks of `chunk_size` edges (peak memory: one [E, hid] tensor plus a few [chunk, 2 * hid] ones),
+and the edge states are never materialised. Every edge update ends in a linear layer (lin1) and every reader of
+the edge states starts with one (the next FiLM encoder and lin_e, or the decoder), so the two are multiplied
+into one matrix per forward pass (likewise the input projection and type embedding with the first readers);
+and of a FiLM message only scale(e) * h_src needs a product per edge, the rest of its mean is linear in the
+edge states summed per node. About a third of the edge-wise multiply-adds of the modules' own forward.
 """
 
 from __future__ import annotations
 
 import inspect
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,6 +38,10 @@ from learngene_core.errors import ConfigError, DataError, ModelError
 __all__ = ["PAPER_SNAPSHOT_EVERY", "NiNoNet", "WNNPlus", "build_nino", "check_model_args", "model_args_of"]
 
 CHUNK_SIZE = 1 << 17
+# NiNoNet's default chunk when nowcasting: 2**17 / hid edges, so a chunk's [chunk, 2 * hid] float32 block is 1 MB,
+# about a core's L2 cache (unchunked, the published checkpoint's nowcast measured 1.6x slower on mlp-digits'
+# 3,607 edges and 1.8x on gpt2-3-24's 26,649; 2**16 / hid about as fast as 2**17 / hid).
+CHUNK_FLOATS = 1 << 17
 # Optimizer steps between the states the official checkpoints were meta-trained on (one horizon unit, A.7).
 PAPER_SNAPSHOT_EVERY = 200
 
@@ -89,21 +100,27 @@ class FiLMConv(MessagePassing):
     node level and gathered per edge, which is the same function with far less memory.
     """
 
-    def __init__(self, hid: int, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, hid: int) -> None:
         super().__init__(aggr="mean")
         self.hid = hid
-        self.chunk_size = chunk_size
         self.edge_encoder = nn.Linear(hid, 2 * hid)
         self.pre_nns = nn.ModuleList([nn.Sequential(nn.Linear(2 * hid, hid))])
         self.post_nns = nn.ModuleList([nn.Sequential(nn.Linear(2 * hid, hid))])
         self.lin = nn.Linear(hid, hid)
 
     def forward(self, h: torch.Tensor, edge_index: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
-        pre = self.pre_nns[0][0]
-        h_tgt = F.linear(h, pre.weight[:, : self.hid], pre.bias)
-        h_src = F.linear(h, pre.weight[:, self.hid :])
+        h_tgt, h_src = self.node_terms(h)
         n = h.shape[0]
         agg = self.propagate(edge_index, e=e, h_tgt=h_tgt, h_src=h_src, size=(n, n))
+        return self.node_update(h, agg)
+
+    def node_terms(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`pre` split into its target and source halves: pre([h_i, h_j]) = h_tgt[i] + h_src[j]."""
+        pre = self.pre_nns[0][0]
+        return F.linear(h, pre.weight[:, : self.hid], pre.bias), F.linear(h, pre.weight[:, self.hid :])
+
+    def node_update(self, h: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        """lin(post([h_i, agg_i])): the node output before the activation."""
         return self.lin(self.post_nns[0](torch.cat([h, agg], dim=-1)))
 
     def message(
@@ -114,52 +131,32 @@ class FiLMConv(MessagePassing):
         edge_index_i: torch.Tensor,
         edge_index_j: torch.Tensor,
     ) -> torch.Tensor:
-        enc, hid = self.edge_encoder, self.hid
-        if not _chunked():
-            a, b = enc(e).chunk(2, dim=-1)
-            return a * (h_tgt[edge_index_i] + h_src[edge_index_j]) + b
-        out = e.new_empty(e.shape[0], hid)
-        for sl in _chunks(e.shape[0], self.chunk_size):  # same math, in place, chunk by chunk
-            film = F.linear(e[sl], enc.weight, enc.bias)
-            g = h_tgt.index_select(0, edge_index_i[sl])
-            g += h_src.index_select(0, edge_index_j[sl])
-            torch.addcmul(film[:, hid:], film[:, :hid], g, out=out[sl])
-        return out
+        a, b = self.edge_encoder(e).chunk(2, dim=-1)
+        return a * (h_tgt[edge_index_i] + h_src[edge_index_j]) + b
 
 
 class EdgeUpdate(nn.Module):
     """e_ij <- lin1(SiLU(lin_e(e_ij) + lin_s(h_src) + lin_t(h_dst)))."""
 
-    def __init__(self, hid: int, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, hid: int) -> None:
         super().__init__()
-        self.chunk_size = chunk_size
         self.lin_e = nn.Linear(hid, hid)
         self.lin_s = nn.Linear(hid, hid)
         self.lin_t = nn.Linear(hid, hid)
         self.lin1 = nn.Linear(hid, hid)
 
     def forward(self, e: torch.Tensor, h: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        hs, ht = self.lin_s(h), self.lin_t(h)
         src, dst = edge_index
-
-        if not _chunked():
-            return self.lin1(F.silu(self.lin_e(e) + hs[src] + ht[dst]))
-        for sl in _chunks(e.shape[0], self.chunk_size):  # each edge reads only its own row: update in place
-            z = F.linear(e[sl], self.lin_e.weight, self.lin_e.bias)
-            z += hs.index_select(0, src[sl])
-            z += ht.index_select(0, dst[sl])
-            F.silu(z, inplace=True)
-            torch.addmm(self.lin1.bias, z, self.lin1.weight.t(), out=e[sl])
-        return e
+        return self.lin1(F.silu(self.lin_e(e) + self.lin_s(h)[src] + self.lin_t(h)[dst]))
 
 
 class GNN(nn.Module):
     """`layers` FiLM convolutions and `layers - 1` edge updates (keys gnn.convs.*, gnn.edge_update.*)."""
 
-    def __init__(self, hid: int, layers: int, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, hid: int, layers: int) -> None:
         super().__init__()
-        self.convs = nn.ModuleList([FiLMConv(hid, chunk_size) for _ in range(layers)])
-        self.edge_update = nn.ModuleList([EdgeUpdate(hid, chunk_size) for _ in range(layers - 1)])
+        self.convs = nn.ModuleList([FiLMConv(hid) for _ in range(layers)])
+        self.edge_update = nn.ModuleList([EdgeUpdate(hid) for _ in range(layers - 1)])
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
         # the last convolution's node output would only feed an edge update that does not exist: skip it
@@ -167,6 +164,82 @@ class GNN(nn.Module):
             h = F.silu(conv(h, edge_index, e))
             e = update(e, h, edge_index)
         return e
+
+
+@dataclass
+class _Affine:
+    """Edge states kept unevaluated as e = x @ weight.T + bias (+ table[types]), so that the linear layers
+    reading them fold into one matrix with the layer that wrote them."""
+
+    x: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    table: torch.Tensor | None = None
+    types: torch.Tensor | None = None
+
+    def full(self) -> torch.Tensor:
+        """The edge states themselves [E, hid]."""
+        e = F.linear(self.x, self.weight, self.bias)
+        return e if self.table is None else e + F.embedding(self.types, self.table)
+
+    def through(self, weight: torch.Tensor, bias: torch.Tensor) -> Callable[[slice], torch.Tensor]:
+        """slice -> F.linear(e[slice], weight, bias), as one matrix product on x."""
+        folded = torch.addmv(bias, weight, self.bias)
+        weight_t = (weight @ self.weight).t()
+        if self.table is None:
+            return lambda sl: torch.addmm(folded, self.x[sl], weight_t)
+        typed = torch.addmm(folded, self.table, weight.t())  # [types, outputs]: the type embedding's share
+        return lambda sl: torch.addmm(typed.index_select(0, self.types[sl]), self.x[sl], weight_t)
+
+    def sums(self, index: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        """[n, hid]: the edge states summed over the edges of each index value; count [n]: their numbers."""
+        n = count.shape[0]
+        x = self.x.new_zeros(n, self.x.shape[1]).index_add_(0, index, self.x)
+        out = torch.addmm(torch.outer(count, self.bias), x, self.weight.t())
+        if self.table is not None:
+            types = self.table.shape[0]
+            by_type = torch.bincount(index * types + self.types, minlength=n * types).view(n, types)
+            out.addmm_(by_type.to(out.dtype), self.table)
+        return out
+
+
+def _nowcast_edges(
+    gnn: GNN, e: _Affine, h: torch.Tensor, edge_index: torch.Tensor, chunk_size: int
+) -> _Affine:
+    """`GNN.forward` without autograd, chunk by chunk over the edges; the edge states it returns are the last
+    update's lin1 applied to its hidden layer silu(lin_e(e) + lin_s(h)[src] + lin_t(h)[dst]), kept in one
+    [E, hid] buffer.
+
+    A FiLM convolution sums scale(e) * (h_tgt[dst] + h_src[src]) + shift(e) over the edges of each target;
+    only scale(e) * h_src[src] needs each edge's own product: the rest is linear in the summed edge states.
+    """
+    src, dst = edge_index
+    n, hid = h.shape
+    pairs = torch.stack([dst, src + n], dim=1)  # each edge's rows of cat([target term, source term])
+    chunks = _chunks(src.shape[0], chunk_size)
+    count = torch.bincount(dst, minlength=n).to(h.dtype)
+    degree = count.clamp(min=1).unsqueeze(1)  # a node no edge reaches averages nothing: 0
+    z = h.new_empty(src.shape[0], hid)
+    for conv, update in zip(gnn.convs, gnn.edge_update):
+        enc, lin_e = conv.edge_encoder, update.lin_e
+        film = torch.addmm(torch.outer(count, enc.bias), e.sums(dst, count), enc.weight.t())
+        scales, shifts = film.chunk(2, dim=1)  # summed over each target's edges
+        rows = e.through(torch.cat([enc.weight[:hid], lin_e.weight]), torch.cat([enc.bias[:hid], lin_e.bias]))
+        h_tgt, h_src = conv.node_terms(h)
+        total = torch.addcmul(shifts, h_tgt, scales)
+        for sl in chunks:
+            y = rows(sl)  # [scale(e) | lin_e(e)]
+            g = h_src.index_select(0, src[sl])
+            total.index_add_(0, dst[sl], g.mul_(y[:, :hid]))
+            z[sl] = y[:, hid:]  # chunk sl of e is read: its rows can be overwritten
+        h = F.silu(conv.node_update(h, total / degree))
+        terms = torch.cat([update.lin_t(h), update.lin_s(h)])
+        for sl in chunks:
+            zs = z[sl]
+            zs += F.embedding_bag(pairs[sl], terms, mode="sum")  # lin_t(h)[dst] + lin_s(h)[src]
+            F.silu(zs, inplace=True)
+        e = _Affine(z, update.lin1.weight, update.lin1.bias)
+    return e
 
 
 def _feat_size(edge_attr: torch.Tensor, ctx: int, max_feat_size: int, num_edges: int) -> int:
@@ -185,20 +258,24 @@ def _check_k(k: int | None, horizon: int) -> None:
         raise ConfigError(f"horizon k={k} is out of range 1..{horizon}")
 
 
-def _decode(head: nn.Linear, z: torch.Tensor, feat: int, horizon: int, k: int | None) -> torch.Tensor:
-    """Last decoder layer restricted to slots < feat (and to column k - 1 when k is given)."""
+def _decoder_rows(
+    head: nn.Linear, feat: int, horizon: int, k: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of the last decoder layer restricted to slots < feat (and to column k - 1 when k is
+    given)."""
     if k is None:
         rows = slice(0, feat * horizon)
-        return F.linear(z, head.weight[rows], head.bias[rows]).view(-1, feat, horizon)
-    rows = torch.arange(feat, device=z.device) * horizon + (k - 1)
-    return F.linear(z, head.weight[rows], head.bias[rows]).view(-1, feat)
+    else:
+        rows = torch.arange(feat, device=head.weight.device) * horizon + (k - 1)
+    return head.weight[rows], head.bias[rows]
 
 
 class NiNoNet(nn.Module):
     """The NiNo GNN (A.6); `forward(data, k)` returns normalised nowcasts with the residual added.
 
     `snapshot_every` is the step spacing of the states it was meta-trained on (one horizon unit): the paper's
-    200 unless `load_nino` read another value from the checkpoint.
+    200 unless `load_nino` read another value from the checkpoint. `chunk_size`: edges per chunk when
+    nowcasting (default 2**17 / hid).
     """
 
     snapshot_every: int = PAPER_SNAPSHOT_EVERY
@@ -215,7 +292,7 @@ class NiNoNet(nn.Module):
         wte_pos_enc: bool = True,
         vocab: int = 50257,
         gnn: bool = True,
-        chunk_size: int = CHUNK_SIZE,
+        chunk_size: int | None = None,
     ) -> None:
         super().__init__()
         if not gnn:
@@ -224,11 +301,12 @@ class NiNoNet(nn.Module):
             raise ConfigError("NiNoNet sizes (hid, layers, ctx, horizon, ...) must all be >= 1")
         self.hid, self.layers, self.ctx, self.horizon = hid, layers, ctx, horizon
         self.max_feat_size, self.num_edge_types, self.lpe_dim = max_feat_size, num_edge_types, lpe_dim
-        self.wte_pos_enc, self.vocab, self.chunk_size = wte_pos_enc, vocab, chunk_size
+        self.wte_pos_enc, self.vocab = wte_pos_enc, vocab
+        self.chunk_size = chunk_size if chunk_size is not None else max(1, CHUNK_FLOATS // hid)
         self.layer_embed = nn.Embedding(num_edge_types, hid)
         self.node_proj = _mlp([lpe_dim, hid])
         self.edge_proj = _mlp([max_feat_size * ctx, hid])
-        self.gnn = GNN(hid, layers, chunk_size)
+        self.gnn = GNN(hid, layers)
         self.edge_out = _mlp([hid, hid, max_feat_size * horizon])
         if wte_pos_enc:
             self.wte_pos_enc_layer = nn.Embedding(vocab + 1, hid)
@@ -278,29 +356,34 @@ class NiNoNet(nn.Module):
             raise DataError(f"data.edge_type must be [E={n_edges}]")
         if n_edges and int(edge_type.max()) >= self.num_edge_types:
             raise DataError(f"edge type {int(edge_type.max())} >= num_edge_types={self.num_edge_types}")
-        attr = data.edge_attr
-        w = self.edge_proj.fc[0]
+        attr, proj, first = data.edge_attr, self.edge_proj.fc[0], self.edge_out.fc[0]
         cols = feat * self.ctx  # slicing the input weights == zero-padding the features to max_feat_size
-
-        def embed(sl: slice) -> torch.Tensor:
-            return F.linear(attr[sl], w.weight[:, :cols], w.bias) + self.layer_embed(edge_type[sl])
-
-        out = attr.new_empty(n_edges, self.hid) if _chunked() else None
-        e = _edgewise(embed, n_edges, out, self.chunk_size)
+        e = _Affine(attr, proj.weight[:, :cols], proj.bias, self.layer_embed.weight, edge_type)
         h = self._node_input(data)
-        e = self.gnn(h, e, edge_index)
-        return self._head(e, attr.view(n_edges, feat, self.ctx)[:, :, -1], feat, k)
+        last = attr.view(n_edges, feat, self.ctx)[:, :, -1]
+        if not _chunked():  # meta-training: the modules' own forward passes
+            e_full = self.gnn(h, e.full(), edge_index)
+            return self._head(lambda sl: first(e_full[sl]), last, feat, k)
+        e = _nowcast_edges(self.gnn, e, h, edge_index, self.chunk_size)
+        return self._head(e.through(first.weight, first.bias), last, feat, k)
 
-    def _head(self, e: torch.Tensor, last: torch.Tensor, feat: int, k: int | None) -> torch.Tensor:
-        first, head = self.edge_out.fc[0], self.edge_out.fc[2]
+    def _head(
+        self, first: Callable[[slice], torch.Tensor], last: torch.Tensor, feat: int, k: int | None
+    ) -> torch.Tensor:
+        """The residual plus the decoder's output; `first(slice)` is its first layer on those edges."""
+        weight, bias = _decoder_rows(self.edge_out.fc[2], feat, self.horizon, k)
 
         def fn(sl: slice) -> torch.Tensor:
-            delta = _decode(head, F.silu(first(e[sl])), feat, self.horizon, k)
-            return last[sl].unsqueeze(-1) + delta if k is None else last[sl] + delta
+            # in place only without autograd
+            delta = F.linear(F.silu(first(sl), inplace=_chunked()), weight, bias)
+            if k is None:
+                return last[sl].unsqueeze(-1) + delta.view(-1, feat, self.horizon)
+            return last[sl] + delta
 
-        shape = (e.shape[0], feat) if k is not None else (e.shape[0], feat, self.horizon)
-        out = e.new_empty(shape) if _chunked() else None
-        return _edgewise(fn, e.shape[0], out, self.chunk_size)
+        n_edges = last.shape[0]
+        shape = (n_edges, feat) if k is not None else (n_edges, feat, self.horizon)
+        out = last.new_empty(shape) if _chunked() else None
+        return _edgewise(fn, n_edges, out, self.chunk_size)
 
 
 class WNNPlus(nn.Module):
