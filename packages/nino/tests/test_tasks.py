@@ -98,8 +98,9 @@ def test_depth_and_width_variants_have_the_layers_they_name():
 BENCH_HELD_OUT = {"cnn-digits-32", "cnn-synth-32", "gpt2-3-24"}  # tools/bench/nino_speedup.py's unseen tasks
 
 
-def test_meta_training_data_and_validation_tasks_avoid_each_other_and_the_bench():
-    trained = set(load_config("collect-cpu", [], cls=CollectConfig, package="nino.configs").tasks)
+@pytest.mark.parametrize("preset", ["collect-cpu", "collect-cpu-wide"])
+def test_meta_training_data_and_validation_tasks_avoid_each_other_and_the_bench(preset):
+    trained = set(load_config(preset, [], cls=CollectConfig, package="nino.configs").tasks)
     assert len(trained) >= 12 and {"gpt2-tiny", "llama-1-24"} <= trained  # transformers among them
     assert not trained & set(VALIDATION_TASKS)
     assert not (trained | set(VALIDATION_TASKS)) & BENCH_HELD_OUT

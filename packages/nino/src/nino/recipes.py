@@ -45,6 +45,19 @@ RECIPES: dict[str, Recipe] = {
     "gpt2-1-16": Recipe("gpt2-1-16", "synthetic-text", 3e-3, 16, _TEXT),
     "gpt2-2-24": Recipe("gpt2-2-24", "synthetic-text", 2e-3, 16, _TEXT),
     "llama-1-24": Recipe("llama-1-24", "synthetic-text", 2e-3, 16, _TEXT),
+    "cnn-digits-12": Recipe("cnn-digits-12", "digits", 3e-3, 64),
+    "cnn-digits-20": Recipe("cnn-digits-20", "digits", 1e-2, 64),
+    "cnn-digits-8-d2": Recipe("cnn-digits-8-d2", "digits", 6e-3, 32),
+    "cnn-synth-12": Recipe("cnn-synth-12", "synthetic-images", 6e-3, 64, _SYNTH),
+    "cnn-synth-20": Recipe("cnn-synth-20", "synthetic-images", 2e-3, 64, _SYNTH),
+    "cnn-synth-8-d4": Recipe("cnn-synth-8-d4", "synthetic-images", 3e-3, 32, _SYNTH),
+    "mlp-digits-16": Recipe("mlp-digits-16", "digits", 6e-3, 64),
+    "mlp-digits-96": Recipe("mlp-digits-96", "digits", 1e-3, 64),
+    "mlp-digits-d1": Recipe("mlp-digits-d1", "digits", 3e-3, 32),
+    "mlp-synth-64": Recipe("mlp-synth-64", "synthetic-images", 3e-4, 64, _SYNTH),
+    "gpt2-2-16": Recipe("gpt2-2-16", "synthetic-text", 3e-3, 16, _TEXT),
+    "gpt2-1-32": Recipe("gpt2-1-32", "synthetic-text", 1e-3, 16, _TEXT),
+    "llama-2-16": Recipe("llama-2-16", "synthetic-text", 4e-3, 16, _TEXT),
 }
 TASKS = sorted(RECIPES)
 # Tasks for choosing among meta-training candidates (tools/bench/nino_select.py): none is trained on by the
