@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -220,6 +221,33 @@ def test_missing_metadata_or_training_state_is_a_checkpoint_error(tmp_path):
         read_metadata(tmp_path / "empty")
     with pytest.raises(CheckpointError, match=STATE_NAME):
         load_training_state(tmp_path / "empty")
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        ({"input_shape": "x"}, "'input_shape' is 'x', not a list of positive integers"),
+        ({"input_shape": 28}, "'input_shape' is 28, not a list of positive integers"),
+        ({"input_shape": [3, 0, 32]}, "'input_shape' is [3, 0, 32], not a list"),
+        ({"input_shape": [3, 32.0]}, "'input_shape' is [3, 32.0], not a list"),
+        ({"input_shape": [1, 8, 8], "num_classes": True}, "'num_classes' is True, not a positive integer"),
+        ({"input_shape": [1, 8, 8], "num_classes": -10}, "'num_classes' is -10, not a positive integer"),
+    ],
+)
+def test_metadata_with_a_shape_no_model_can_have_is_refused_naming_file_and_field(tmp_path, meta, message):
+    (tmp_path / METADATA_NAME).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=f"{METADATA_NAME}: {re.escape(message)}"):
+        read_metadata(tmp_path)
+
+
+def test_metadata_shapes_may_be_absent_or_positive(tmp_path):
+    for meta in (
+        {"step": 1},
+        {"input_shape": [32], "num_classes": None},
+        {"input_shape": [3, 8, 8], "num_classes": 10},
+    ):
+        (tmp_path / METADATA_NAME).write_text(json.dumps(meta))
+        assert read_metadata(tmp_path) == meta
 
 
 def _write_marker(path):

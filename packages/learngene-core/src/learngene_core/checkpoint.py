@@ -319,11 +319,28 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def read_metadata(directory: str | Path) -> dict[str, Any]:
-    """Read `metadata.json` of a checkpoint directory."""
+    """Read `metadata.json` of a checkpoint directory; an `input_shape` or `num_classes` (absent for some models,
+    e.g. LMs) that an edit or damage made anything but a list of positive integers / a positive integer is
+    refused by name, before a reader builds a model from it."""
     path = Path(directory) / METADATA_NAME
     if not path.is_file():
         raise CheckpointError(f"no {METADATA_NAME} in {directory}: not a checkpoint directory")
-    return read_json_file(path)
+    meta = read_json_file(path)
+    _check_metadata_shapes(meta, path)
+    return meta
+
+
+def _check_metadata_shapes(meta: dict[str, Any], path: Path) -> None:
+    def positive(value: object) -> bool:
+        return type(value) is int and value > 0
+
+    shape, classes = meta.get("input_shape"), meta.get("num_classes")
+    for key, value, fits, kind in (
+        ("input_shape", shape, isinstance(shape, list) and shape and all(map(positive, shape)), "a list of positive integers"),
+        ("num_classes", classes, positive(classes), "a positive integer"),
+    ):  # fmt: skip
+        if value is not None and not fits:
+            raise CheckpointError(f"{path}: '{key}' is {value!r}, not {kind}")
 
 
 def load_training_state(directory: str | Path) -> dict[str, Any]:

@@ -25,22 +25,6 @@ from .methods import LearngeneMethod
 AUX_RUN = "aux-run"
 
 
-def _check_metadata_shapes(meta: dict, weights: Path) -> None:
-    """An ancestry's input_shape and num_classes (absent for some models, e.g. LMs), refused by name when an edit
-    or damage made them anything but a list of positive integers and a positive integer."""
-
-    def positive(value: object) -> bool:
-        return type(value) is int and value > 0
-
-    shape, classes = meta.get("input_shape"), meta.get("num_classes")
-    for key, value, fits, kind in (
-        ("input_shape", shape, isinstance(shape, list) and shape and all(map(positive, shape)), "a list of positive integers"),
-        ("num_classes", classes, positive(classes), "a positive integer"),
-    ):  # fmt: skip
-        if value is not None and not fits:
-            raise CheckpointError(f"{weights}/metadata.json: '{key}' is {value!r}, not {kind}")
-
-
 def load_ancestry(
     cfg: AncestryConfig, num_classes: int | None, input_shape: tuple[int, ...], vocab_size: int | None = None
 ) -> tuple[nn.Module, str]:
@@ -55,7 +39,6 @@ def load_ancestry(
         )
         weights = run / cfg.checkpoint
         meta = read_metadata(weights)
-        _check_metadata_shapes(meta, weights)
         if num_classes is not None and meta.get("num_classes") not in (None, num_classes):
             raise ConfigError(
                 f"the ancestry {run} predicts {meta['num_classes']} classes but the extraction data has "
